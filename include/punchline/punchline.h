@@ -1,0 +1,173 @@
+/* punchline: connect two programs behind NATs directly to each other.
+ *
+ * The library runs on the caller's libev loop (no hidden threads, no
+ * printing).  A pl_peer registers a name at a rendezvous server; a pl_conn is
+ * one connection to another named peer, carrying a reliable, ordered stream
+ * of messages over the best path found (UDP hole punching in this version).
+ *
+ * Conventions: functions return 0 or a negative PL_ERR_* code (see
+ * pl_strerror()).  Config structs are deep-copied at creation: nothing they
+ * point to needs to outlive the call.  Callbacks get `void *user` last and
+ * run on the loop thread; they may call any pl_* function, including
+ * pl_conn_close() on their own connection.
+ */
+#ifndef PUNCHLINE_PUNCHLINE_H
+#define PUNCHLINE_PUNCHLINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(PL_BUILDING_LIBRARY)
+#define PL_API __attribute__((visibility("default")))
+#else
+#define PL_API
+#endif
+
+struct ev_loop;
+
+#define PL_VERSION_STRING "0.1.0"
+/* Largest message pl_conn_send() accepts. */
+#define PL_MAX_MESSAGE 65536
+/* Longest peer name (bytes, excluding the NUL); names use [A-Za-z0-9._-]. */
+#define PL_MAX_NAME 63
+
+enum pl_error {
+    PL_OK = 0,
+    PL_ERR_INVALID = -1,        /* bad argument or configuration */
+    PL_ERR_NOMEM = -2,
+    PL_ERR_SYSTEM = -3,         /* a system call failed; see the log */
+    PL_ERR_RESOLVE = -4,        /* rendezvous host name did not resolve */
+    PL_ERR_SERVER = -5,         /* rendezvous unreachable or connection lost */
+    PL_ERR_UNKNOWN_PEER = -6,   /* no peer of that name is registered */
+    PL_ERR_NAME_IN_USE = -7,
+    PL_ERR_BAD_VERSION = -8,    /* the other side speaks another protocol version */
+    PL_ERR_PROTOCOL = -9,       /* malformed message from the other side */
+    PL_ERR_RATE_LIMITED = -10,
+    PL_ERR_TIMEOUT = -11,       /* not connected within the connect timeout */
+    PL_ERR_PUNCH_FAILED = -12,  /* no direct path could be established */
+    PL_ERR_PATH_DEAD = -13,     /* the established path stopped answering */
+    PL_ERR_CLOSED = -14,        /* the connection was closed/reset by the peer */
+    PL_ERR_AGAIN = -15,         /* send queue full; wait for on_writable */
+    PL_ERR_UNSUPPORTED = -16,   /* transport not available in this version */
+    PL_ERR_STATE = -17,         /* call not valid in the current state */
+    PL_ERR_TOO_BIG = -18,       /* message larger than PL_MAX_MESSAGE */
+    PL_ERR_BAD_NAME = -19,
+    PL_ERR_SERVER_FULL = -20
+};
+
+/* Static English text for a PL_ERR_* code; never NULL. */
+PL_API const char *pl_strerror(int err);
+
+enum pl_log_level { PL_LOG_ERROR = 0, PL_LOG_WARN = 1, PL_LOG_INFO = 2, PL_LOG_DEBUG = 3 };
+/* msg is valid only during the call. */
+typedef void (*pl_log_fn)(int level, const char *msg, void *user);
+
+enum pl_transport {
+    PL_TRANSPORT_AUTO = 0,  /* best available (UDP punching in this version) */
+    PL_TRANSPORT_UDP = 1,
+    PL_TRANSPORT_TCP = 2,   /* not supported yet: PL_ERR_UNSUPPORTED */
+    PL_TRANSPORT_RELAY = 3  /* not supported yet: PL_ERR_UNSUPPORTED */
+};
+
+enum pl_path_kind {
+    PL_PATH_NONE = 0,
+    PL_PATH_DIRECT_UDP = 1,
+    PL_PATH_DIRECT_TCP = 2,
+    PL_PATH_RELAY_UDP = 3,
+    PL_PATH_RELAY_TCP = 4
+};
+/* "direct-udp", "direct-tcp", "relay-udp", "relay-tcp" or "none". */
+PL_API const char *pl_path_name(int kind);
+
+typedef struct pl_path_info {
+    int kind;              /* enum pl_path_kind */
+    char remote[64];       /* remote endpoint "IP:PORT" ("[IPv6]:PORT") */
+    uint32_t ms;           /* ms from pl_peer_connect()/incoming notice to path up */
+} pl_path_info;
+
+typedef struct pl_peer pl_peer;
+typedef struct pl_conn pl_conn;
+
+/* Connection callbacks.  Every member may be NULL. */
+typedef struct pl_conn_callbacks {
+    /* A path is up and verified both ways; messages flow from now on. */
+    void (*on_connected)(pl_conn *c, const pl_path_info *path, void *user);
+    /* The connection moved to another path. */
+    void (*on_path_changed)(pl_conn *c, const pl_path_info *path, void *user);
+    /* One complete message, in order.  data is valid only during the call. */
+    void (*on_message)(pl_conn *c, const uint8_t *data, size_t len, void *user);
+    /* Room in the send queue again after pl_conn_send() gave PL_ERR_AGAIN. */
+    void (*on_writable)(pl_conn *c, void *user);
+    /* The peer called pl_conn_shutdown(): no more messages will arrive. */
+    void (*on_peer_finished)(pl_conn *c, void *user);
+    /* Last callback: status is 0 after a graceful close in both directions,
+     * else a PL_ERR_* code.  The connection is freed right after it returns;
+     * do not use c afterwards. */
+    void (*on_closed)(pl_conn *c, int status, void *user);
+} pl_conn_callbacks;
+
+typedef struct pl_peer_config {
+    struct ev_loop *loop;        /* required; the library adds watchers to it */
+    const char *server;          /* required; rendezvous "HOST:PORT" */
+    const char *name;            /* required; this peer's name */
+    const char *bind_address;    /* local IPv4 for the UDP socket; NULL = any */
+    pl_log_fn log;               /* NULL = silent */
+    void *log_user;
+    int log_level;               /* highest level passed to log; default ERROR */
+    uint32_t keepalive_ms;       /* path and server keepalive; 0 = 15000 (max 25000) */
+    uint32_t punch_timeout_ms;   /* give up punching after; 0 = 10000 */
+    uint32_t path_timeout_ms;    /* path dead after silence of; 0 = 30000 */
+    size_t send_queue_limit;     /* bytes queued per conn before PL_ERR_AGAIN; 0 = 1 MiB */
+
+    /* Registration finished (status 0) or failed / lost (status < 0).  After
+     * a failure the peer stays usable only for pl_peer_free(). */
+    void (*on_registered)(pl_peer *p, int status, const char *observed_udp, void *user);
+    /* Another peer is connecting.  Call pl_conn_set_callbacks() inside the
+     * callback to receive its events; without that the connection is
+     * refused.  peer_name is valid only during the call. */
+    void (*on_incoming)(pl_peer *p, pl_conn *c, const char *peer_name, void *user);
+    void *user;
+} pl_peer_config;
+
+/* Create a peer and start registering with the rendezvous.  The host name in
+ * cfg->server is resolved here (blocking getaddrinfo).  On success *out owns
+ * sockets and watchers on cfg->loop until pl_peer_free(). */
+PL_API int pl_peer_new(pl_peer **out, const pl_peer_config *cfg);
+/* Close every connection (their on_closed runs with PL_ERR_CLOSED), stop all
+ * watchers, release everything.  NULL is a no-op.  Not from a callback of the
+ * same peer. */
+PL_API void pl_peer_free(pl_peer *p);
+/* This peer's name (owned by p). */
+PL_API const char *pl_peer_name(const pl_peer *p);
+
+/* Start connecting to peer_name.  May be called before registration has
+ * finished; the request is sent once it has.  cb is copied; user is passed
+ * to every callback.  *out (optional) stays valid until on_closed returns. */
+PL_API int pl_peer_connect(pl_peer *p, const char *peer_name, int transport,
+                           const pl_conn_callbacks *cb, void *user, pl_conn **out);
+
+/* Install callbacks on an incoming connection (inside on_incoming). */
+PL_API void pl_conn_set_callbacks(pl_conn *c, const pl_conn_callbacks *cb, void *user);
+/* Queue one message (copied).  Allowed before on_connected: it is sent once
+ * a path is up.  PL_ERR_AGAIN: queue full, retry after on_writable.
+ * PL_ERR_STATE after pl_conn_shutdown(). */
+PL_API int pl_conn_send(pl_conn *c, const void *data, size_t len);
+/* Half-close: send what is queued, then tell the peer we are finished; keep
+ * receiving.  on_closed(0) follows when the peer has finished too. */
+PL_API int pl_conn_shutdown(pl_conn *c);
+/* Abort now: tell the peer, drop queued data, and run on_closed(PL_ERR_CLOSED)
+ * later from the loop (never from inside this call). */
+PL_API void pl_conn_close(pl_conn *c);
+/* The remote peer's name (owned by c). */
+PL_API const char *pl_conn_peer_name(const pl_conn *c);
+/* Current path; kind PL_PATH_NONE before on_connected. */
+PL_API void pl_conn_path(const pl_conn *c, pl_path_info *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

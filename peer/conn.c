@@ -1,0 +1,386 @@
+/* One pl_conn: the punching core and the reliable core on the peer's UDP
+ * socket, one timer, and the application's callbacks.  Destruction always
+ * happens from an ev_idle watcher, never inside an application callback, so
+ * callbacks may call any pl_conn_* function on their own connection. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto.h"
+#include "names.h"
+#include "peer_internal.h"
+
+#define LINGER_MIN_MS 200
+#define LINGER_MAX_MS 2000
+
+
+int conn_error_from_wire(int code)
+{
+    switch (code) {
+    case PUNCHLINE__ERROR_CODE__UNKNOWN_PEER: return PL_ERR_UNKNOWN_PEER;
+    case PUNCHLINE__ERROR_CODE__NAME_IN_USE: return PL_ERR_NAME_IN_USE;
+    case PUNCHLINE__ERROR_CODE__BAD_VERSION: return PL_ERR_BAD_VERSION;
+    case PUNCHLINE__ERROR_CODE__RATE_LIMITED: return PL_ERR_RATE_LIMITED;
+    case PUNCHLINE__ERROR_CODE__BAD_NAME: return PL_ERR_BAD_NAME;
+    case PUNCHLINE__ERROR_CODE__SELF_CONNECT: return PL_ERR_INVALID;
+    case PUNCHLINE__ERROR_CODE__SERVER_FULL: return PL_ERR_SERVER_FULL;
+    case PUNCHLINE__ERROR_CODE__UNSUPPORTED: return PL_ERR_UNSUPPORTED;
+    case PUNCHLINE__ERROR_CODE__PEER_NOT_READY: return PL_ERR_UNKNOWN_PEER;
+    default: return PL_ERR_PROTOCOL;
+    }
+}
+
+static void rel_on_message(void *user, const uint8_t *data, size_t len)
+{
+    pl_conn *c = user;
+    if (c->state == CONN_CLOSED || !c->cb.on_message)
+        return;
+    c->in_callback = true;
+    c->cb.on_message(c, data, len, c->user);
+    c->in_callback = false;
+}
+
+static void rel_on_fin(void *user)
+{
+    pl_conn *c = user;
+    plog(&c->peer->log, PL_LOG_DEBUG, "%s finished sending", c->peer_name);
+    if (c->state == CONN_CLOSED || !c->cb.on_peer_finished)
+        return;
+    c->cb.on_peer_finished(c, c->user);
+}
+
+static void reaper_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    pl_conn *c = w->data;
+    ev_idle_stop(loop, w);
+    if (c->cb.on_closed)
+        c->cb.on_closed(c, c->close_status, c->user);
+    conn_destroy(c);
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    conn_pump(w->data);
+}
+
+pl_conn *conn_new(pl_peer *p, const char *peer_name, bool outgoing)
+{
+    pl_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->peer = p;
+    snprintf(c->peer_name, sizeof(c->peer_name), "%s", peer_name);
+    c->outgoing = outgoing;
+    c->start_ms = peer_now(p);
+    c->state = outgoing ? CONN_WAIT_REGISTER : CONN_INCOMING;
+    c->deadline_ms = c->start_ms + (p->cfg.punch_timeout_ms + 20000);
+    ev_init(&c->timer, timer_cb);
+    c->timer.data = c;
+    ev_idle_init(&c->reaper, reaper_cb);
+    c->reaper.data = c;
+    rel_config rc = {.queue_limit = p->cfg.send_queue_limit};
+    rel_callbacks rcb = {.on_message = rel_on_message, .on_fin = rel_on_fin};
+    rel_init(&c->rel, &rc, &rcb, c);
+    c->next = p->conns;
+    p->conns = c;
+    return c;
+}
+
+void conn_destroy(pl_conn *c)
+{
+    pl_peer *p = c->peer;
+    ev_timer_stop(p->loop, &c->timer);
+    ev_idle_stop(p->loop, &c->reaper);
+    for (pl_conn **pp = &p->conns; *pp; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    }
+    rel_free(&c->rel);
+    free(c);
+}
+
+static void send_close(pl_conn *c, const char *reason)
+{
+    const netaddr *to = punch_remote(&c->pu);
+    if (c->state < CONN_PUNCHING || !to)
+        return;
+    Punchline__Close cl = PUNCHLINE__CLOSE__INIT;
+    cl.session_id = c->session_id;
+    cl.reason = (char *)reason;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_CLOSE;
+    env.close = &cl;
+    uint8_t buf[WIRE_UDP_MAX];
+    int n = wire_encode_udp(&env, buf, sizeof(buf));
+    if (n > 0)
+        peer_udp_send(c->peer, to, buf, (size_t)n);
+}
+
+void conn_finish(pl_conn *c, int status, const char *why)
+{
+    if (c->state == CONN_CLOSED)
+        return;
+    if (status != 0)
+        plog(&c->peer->log, status == PL_ERR_CLOSED ? PL_LOG_INFO : PL_LOG_WARN,
+             "connection to %s: %s%s%s", c->peer_name, pl_strerror(status), why ? ": " : "",
+             why ? why : "");
+    c->state = CONN_CLOSED;
+    c->close_status = status;
+    ev_timer_stop(c->peer->loop, &c->timer);
+    ev_idle_start(c->peer->loop, &c->reaper);
+}
+
+void conn_registered(pl_conn *c)
+{
+    if (c->state != CONN_WAIT_REGISTER)
+        return;
+    c->request_id = ++c->peer->next_request_id;
+    c->state = CONN_REQUESTED;
+    ctl_send_connect(c->peer, c);
+}
+
+void conn_incoming(pl_conn *c, uint64_t session_id)
+{
+    c->session_id = session_id;
+    c->rel.cfg.session_id = session_id;
+    conn_pump(c); /* arms the connect deadline */
+}
+
+void conn_candidates(pl_conn *c, const Punchline__Candidates *m)
+{
+    c->n_remote = 0;
+    for (size_t i = 0; i < m->n_candidates && c->n_remote < WIRE_MAX_CANDIDATES; i++) {
+        const Punchline__Candidate *cand = m->candidates[i];
+        netaddr a;
+        if (cand->transport != PUNCHLINE__TRANSPORT__UDP ||
+            netaddr_from_endpoint(cand->endpoint, &a) != 0 || !netaddr_is_usable_candidate(&a))
+            continue;
+        c->remote_cands[c->n_remote] = a;
+        c->remote_kinds[c->n_remote] = cand->kind;
+        c->n_remote++;
+    }
+    c->have_candidates = true;
+}
+
+void conn_punch_start(pl_conn *c, const Punchline__PunchStart *m)
+{
+    pl_peer *p = c->peer;
+    uint64_t now = peer_now(p);
+    punch_config pc = {
+        .session_id = m->session_id,
+        .controlling = m->role == PUNCHLINE__ROLE__CONTROLLING,
+        .timeout_ms = p->cfg.punch_timeout_ms,
+        .keepalive_ms = peer_keepalive_ms(p),
+        .path_timeout_ms = p->cfg.path_timeout_ms,
+    };
+    memcpy(pc.secret, m->secret.data, WIRE_SECRET_LEN);
+    crypto_random(&pc.tid_seed, sizeof(pc.tid_seed));
+    c->session_id = m->session_id;
+    c->rel.cfg.session_id = m->session_id;
+    punch_init(&c->pu, &pc);
+    for (size_t i = 0; i < c->n_remote; i++)
+        punch_add_remote(&c->pu, &c->remote_cands[i], c->remote_kinds[i]);
+    if (c->pu.npairs == 0)
+        plog(&p->log, PL_LOG_WARN, "%s: no usable remote candidates; waiting for its probes",
+             c->peer_name);
+    punch_start(&c->pu, now);
+    c->state = CONN_PUNCHING;
+    c->deadline_ms = now + p->cfg.punch_timeout_ms + 1000;
+    plog(&p->log, PL_LOG_INFO, "punching to %s (%zu candidates, %s)", c->peer_name, c->pu.npairs,
+         pc.controlling ? "controlling" : "controlled");
+    conn_pump(c);
+}
+
+static void report_connected(pl_conn *c)
+{
+    pl_path_info info;
+    pl_conn_path(c, &info);
+    c->state = CONN_OPEN;
+    plog(&c->peer->log, PL_LOG_INFO, "connected to %s via %s %s in %u ms", c->peer_name,
+         pl_path_name(info.kind), info.remote, info.ms);
+    if (c->cb.on_connected)
+        c->cb.on_connected(c, &info, c->user);
+}
+
+void conn_udp_input(pl_conn *c, const Punchline__Envelope *env, const netaddr *from)
+{
+    uint64_t now = peer_now(c->peer);
+    if (c->state < CONN_PUNCHING || c->state == CONN_CLOSED)
+        return;
+    switch (env->body_case) {
+    case PUNCHLINE__ENVELOPE__BODY_PROBE:
+        punch_input(&c->pu, env->probe, from, now);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_DATA:
+        if (!punch_data_seen(&c->pu, from, now))
+            break; /* only from the verified path */
+        if (c->state == CONN_PUNCHING)
+            report_connected(c);
+        if (c->state != CONN_CLOSED)
+            rel_input_data(&c->rel, env->data, now);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_ACK:
+        if (punch_remote(&c->pu) && netaddr_equal(punch_remote(&c->pu), from))
+            rel_input_ack(&c->rel, env->ack, now);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_CLOSE:
+        if (punch_remote(&c->pu) && netaddr_equal(punch_remote(&c->pu), from) &&
+            c->state != CONN_LINGER) {
+            conn_finish(c, PL_ERR_CLOSED, env->close->reason[0] ? env->close->reason : "closed by peer");
+            return;
+        }
+        break;
+    default:
+        break;
+    }
+    conn_pump(c);
+}
+
+/* Run the cores: state changes, transmissions, timer. */
+void conn_pump(pl_conn *c)
+{
+    pl_peer *p = c->peer;
+    uint64_t now = peer_now(p);
+    uint8_t buf[WIRE_UDP_MAX];
+    netaddr to;
+    size_t n;
+
+    if (c->state == CONN_CLOSED)
+        return;
+    if (c->state < CONN_PUNCHING) {
+        if (now >= c->deadline_ms)
+            conn_finish(c, PL_ERR_TIMEOUT, "no answer from the rendezvous");
+        else {
+            ev_timer_set(&c->timer, (double)(c->deadline_ms - now) / 1000.0, 0.);
+            ev_timer_start(p->loop, &c->timer);
+        }
+        return;
+    }
+    punch_tick(&c->pu, now);
+    while ((n = punch_poll_transmit(&c->pu, now, &to, buf, sizeof(buf))) > 0)
+        peer_udp_send(p, &to, buf, n);
+    int ps = punch_state(&c->pu);
+    if (ps == PUNCH_FAILED) {
+        conn_finish(c, PL_ERR_PUNCH_FAILED, "no candidate pair answered");
+        return;
+    }
+    if (ps == PUNCH_DEAD) {
+        conn_finish(c, PL_ERR_PATH_DEAD, NULL);
+        return;
+    }
+    if (ps == PUNCH_CONNECTED && c->state == CONN_PUNCHING) {
+        report_connected(c);
+        if (c->state == CONN_CLOSED)
+            return;
+    }
+    if (c->rel.failed) {
+        conn_finish(c, PL_ERR_PROTOCOL, "peer sent an oversized message");
+        return;
+    }
+    const netaddr *remote = punch_remote(&c->pu);
+    if (remote) {
+        while ((n = rel_poll_transmit(&c->rel, now, buf, sizeof(buf))) > 0)
+            peer_udp_send(p, remote, buf, n);
+    }
+    if (c->rel_blocked && rel_writable(&c->rel)) {
+        c->rel_blocked = false;
+        if (c->cb.on_writable)
+            c->cb.on_writable(c, c->user);
+        if (c->state == CONN_CLOSED)
+            return;
+    }
+    if (c->state == CONN_OPEN && rel_done(&c->rel)) {
+        /* Stay a little to re-ack a FIN whose ack got lost (TCP's TIME-WAIT). */
+        uint32_t linger = 2 * rel_rto(&c->rel);
+        linger = linger < LINGER_MIN_MS ? LINGER_MIN_MS : linger > LINGER_MAX_MS ? LINGER_MAX_MS : linger;
+        c->state = CONN_LINGER;
+        c->deadline_ms = now + linger;
+    }
+    if (c->state == CONN_LINGER && now >= c->deadline_ms) {
+        conn_finish(c, 0, NULL);
+        return;
+    }
+    uint64_t d = punch_next_deadline(&c->pu);
+    uint64_t r = remote ? rel_next_deadline(&c->rel) : UINT64_MAX;
+    if (r < d)
+        d = r;
+    if (c->state == CONN_LINGER && c->deadline_ms < d)
+        d = c->deadline_ms;
+    if (d == UINT64_MAX) {
+        ev_timer_stop(p->loop, &c->timer);
+        return;
+    }
+    double after = d > now ? (double)(d - now) / 1000.0 : 0.001;
+    ev_timer_stop(p->loop, &c->timer);
+    ev_timer_set(&c->timer, after, 0.);
+    ev_timer_start(p->loop, &c->timer);
+}
+
+/* ---- public connection API ---------------------------------------------- */
+
+PL_API void pl_conn_set_callbacks(pl_conn *c, const pl_conn_callbacks *cb, void *user)
+{
+    if (!c)
+        return;
+    if (cb)
+        c->cb = *cb;
+    else
+        memset(&c->cb, 0, sizeof(c->cb));
+    c->user = user;
+    c->callbacks_set = true;
+}
+
+PL_API int pl_conn_send(pl_conn *c, const void *data, size_t len)
+{
+    if (!c || (!data && len))
+        return PL_ERR_INVALID;
+    if (c->state >= CONN_LINGER)
+        return PL_ERR_STATE;
+    int rc = rel_send(&c->rel, data, len);
+    if (rc == PL_ERR_AGAIN)
+        c->rel_blocked = true;
+    if (rc == 0 && c->state == CONN_OPEN)
+        conn_pump(c);
+    return rc;
+}
+
+PL_API int pl_conn_shutdown(pl_conn *c)
+{
+    if (!c)
+        return PL_ERR_INVALID;
+    if (c->state >= CONN_LINGER)
+        return PL_ERR_STATE;
+    int rc = rel_shutdown(&c->rel);
+    if (rc == 0 && c->state == CONN_OPEN)
+        conn_pump(c);
+    return rc;
+}
+
+PL_API void pl_conn_close(pl_conn *c)
+{
+    if (!c || c->state == CONN_CLOSED)
+        return;
+    send_close(c, "closed by application");
+    conn_finish(c, PL_ERR_CLOSED, NULL);
+}
+
+PL_API const char *pl_conn_peer_name(const pl_conn *c)
+{
+    return c ? c->peer_name : "";
+}
+
+PL_API void pl_conn_path(const pl_conn *c, pl_path_info *out)
+{
+    memset(out, 0, sizeof(*out));
+    const netaddr *r = c ? punch_remote(&c->pu) : NULL;
+    if (!r || c->state < CONN_PUNCHING) {
+        out->kind = PL_PATH_NONE;
+        snprintf(out->remote, sizeof(out->remote), "-");
+        return;
+    }
+    out->kind = PL_PATH_DIRECT_UDP;
+    netaddr_format(r, out->remote, sizeof(out->remote));
+    out->ms = (uint32_t)(c->pu.connected_ms - c->start_ms);
+}

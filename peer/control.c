@@ -1,0 +1,443 @@
+/* The peer's control connection to the rendezvous: TCP connect, Register,
+ * UdpBind until the server reports our server-reflexive UDP endpoint,
+ * keepalives, and the session messages (IncomingConnection, Candidates,
+ * PunchStart, Error).  See docs/PROTOCOL.md "Registration". */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hostaddr.h"
+#include "names.h"
+#include "peer_internal.h"
+
+#define REGISTER_TIMEOUT_MS 10000
+#define BIND_RTO_FIRST_MS 200
+#define BIND_RTO_MAX_MS 2000
+
+static void ctl_pump(pl_peer *p);
+
+static void ctl_fail(pl_peer *p, int status, const char *why)
+{
+    if (p->ctl_state == CTL_FAILED)
+        return;
+    int was = p->ctl_state;
+    plog(&p->log, PL_LOG_ERROR, "rendezvous: %s", why);
+    ctl_stop(p);
+    p->ctl_state = CTL_FAILED;
+    /* Connections that still need the rendezvous cannot go on; established
+     * ones keep their direct path. */
+    for (pl_conn *c = p->conns; c; c = c->next)
+        if (c->state < CONN_PUNCHING)
+            conn_finish(c, status, why);
+    if (p->cfg.on_registered && !p->freeing)
+        p->cfg.on_registered(p, status, NULL, p->cfg.user);
+    (void)was;
+}
+
+void ctl_stop(pl_peer *p)
+{
+    ev_io_stop(p->loop, &p->tcp_r);
+    ev_io_stop(p->loop, &p->tcp_w);
+    ev_timer_stop(p->loop, &p->ctl_timer);
+    if (p->tcp_fd >= 0)
+        close(p->tcp_fd);
+    p->tcp_fd = -1;
+    frame_reader_reset(&p->fr);
+    free(p->out);
+    p->out = NULL;
+    p->out_len = p->out_cap = 0;
+}
+
+static void ctl_flush(pl_peer *p)
+{
+    while (p->out_len) {
+        ssize_t n = send(p->tcp_fd, p->out, p->out_len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                ev_io_start(p->loop, &p->tcp_w);
+                return;
+            }
+            if (errno == EINTR)
+                continue;
+            ctl_fail(p, PL_ERR_SERVER, strerror(errno));
+            return;
+        }
+        memmove(p->out, p->out + n, p->out_len - (size_t)n);
+        p->out_len -= (size_t)n;
+    }
+    ev_io_stop(p->loop, &p->tcp_w);
+}
+
+int ctl_send(pl_peer *p, Punchline__Envelope *env)
+{
+    uint8_t buf[FRAME_HEADER + FRAME_MAX];
+    if (p->tcp_fd < 0)
+        return PL_ERR_SERVER;
+    int n = wire_encode(env, buf + FRAME_HEADER, FRAME_MAX);
+    if (n < 0)
+        return PL_ERR_INVALID;
+    frame_put_header(buf, (uint32_t)n);
+    size_t total = (size_t)n + FRAME_HEADER;
+    if (p->out_len + total > p->out_cap) {
+        size_t cap = p->out_cap ? p->out_cap : 4096;
+        while (cap < p->out_len + total)
+            cap *= 2;
+        uint8_t *o = realloc(p->out, cap);
+        if (!o)
+            return PL_ERR_NOMEM;
+        p->out = o;
+        p->out_cap = cap;
+    }
+    memcpy(p->out + p->out_len, buf, total);
+    p->out_len += total;
+    if (p->ctl_state != CTL_CONNECTING)
+        ctl_flush(p);
+    return 0;
+}
+
+void ctl_send_connect(pl_peer *p, pl_conn *c)
+{
+    Punchline__ConnectRequest cr = PUNCHLINE__CONNECT_REQUEST__INIT;
+    cr.peer_name = c->peer_name;
+    cr.request_id = c->request_id;
+    cr.transport = PUNCHLINE__TRANSPORT__UDP;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_CONNECT_REQUEST;
+    env.connect_request = &cr;
+    plog(&p->log, PL_LOG_INFO, "asking the rendezvous to connect to %s", c->peer_name);
+    if (ctl_send(p, &env) < 0)
+        conn_finish(c, PL_ERR_SERVER, "control connection down");
+}
+
+static void send_register(pl_peer *p)
+{
+    netaddr hosts[WIRE_MAX_HOST_CANDIDATES];
+    size_t n = hostaddr_gather(hosts, WIRE_MAX_HOST_CANDIDATES, p->udp_port);
+    if (p->cfg.bind_address) {
+        /* bound to one address: that is our only host candidate */
+        n = 1;
+        hosts[0] = p->server; /* overwritten below; keeps the struct initialised */
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        getsockname(p->udp_fd, (struct sockaddr *)&ss, &sl);
+        netaddr_from_sockaddr(&hosts[0], (struct sockaddr *)&ss, sl);
+        if (!netaddr_is_usable_candidate(&hosts[0]))
+            n = 0;
+    }
+    Punchline__Candidate cs[WIRE_MAX_HOST_CANDIDATES], *ptrs[WIRE_MAX_HOST_CANDIDATES];
+    Punchline__Endpoint eps[WIRE_MAX_HOST_CANDIDATES];
+    uint8_t ips[WIRE_MAX_HOST_CANDIDATES][16];
+    for (size_t i = 0; i < n; i++) {
+        punchline__candidate__init(&cs[i]);
+        netaddr_to_endpoint(&hosts[i], &eps[i], ips[i]);
+        cs[i].kind = PUNCHLINE__CANDIDATE_KIND__HOST;
+        cs[i].transport = PUNCHLINE__TRANSPORT__UDP;
+        cs[i].endpoint = &eps[i];
+        ptrs[i] = &cs[i];
+    }
+    Punchline__Register reg = PUNCHLINE__REGISTER__INIT;
+    reg.name = p->name;
+    reg.client_version = "punchline/" PL_VERSION_STRING;
+    reg.candidates = ptrs;
+    reg.n_candidates = n;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_REGISTER;
+    env.register_ = &reg;
+    p->ctl_state = CTL_REGISTERING;
+    ctl_send(p, &env);
+    plog(&p->log, PL_LOG_DEBUG, "registering as %s with %zu host candidates", p->name, n);
+}
+
+static void send_udp_bind(pl_peer *p)
+{
+    Punchline__UdpBind ub = PUNCHLINE__UDP_BIND__INIT;
+    ub.udp_token = p->udp_token;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_UDP_BIND;
+    env.udp_bind = &ub;
+    uint8_t buf[64];
+    int n = wire_encode_udp(&env, buf, sizeof(buf));
+    if (n > 0)
+        peer_udp_send(p, &p->server, buf, (size_t)n);
+}
+
+static void handle_error(pl_peer *p, const Punchline__Error *e)
+{
+    int status = conn_error_from_wire(e->code);
+    const char *text = e->text && e->text[0] ? e->text : pl_strerror(status);
+    if (e->request_id) {
+        pl_conn *c = peer_find_request(p, e->request_id);
+        if (c)
+            conn_finish(c, status, text);
+        return;
+    }
+    if (p->ctl_state != CTL_REGISTERED || e->code == PUNCHLINE__ERROR_CODE__BAD_VERSION ||
+        e->code == PUNCHLINE__ERROR_CODE__MALFORMED)
+        ctl_fail(p, status == PL_ERR_UNKNOWN_PEER ? PL_ERR_SERVER : status, text);
+    else
+        plog(&p->log, PL_LOG_WARN, "rendezvous: %s", text);
+}
+
+static void handle_incoming(pl_peer *p, const Punchline__IncomingConnection *m)
+{
+    pl_conn *c = peer_find_session(p, m->session_id);
+    if (c)
+        return; /* duplicate notice */
+    c = conn_new(p, m->peer_name, false);
+    if (!c)
+        return;
+    c->session_id = m->session_id;
+    plog(&p->log, PL_LOG_INFO, "incoming connection from %s", m->peer_name);
+    if (p->cfg.on_incoming)
+        p->cfg.on_incoming(p, c, m->peer_name, p->cfg.user);
+    if (!c->callbacks_set) {
+        plog(&p->log, PL_LOG_INFO, "refusing %s: the application did not accept it", m->peer_name);
+        conn_destroy(c);
+        return;
+    }
+    conn_incoming(c, m->session_id);
+}
+
+static pl_conn *session_conn(pl_peer *p, uint64_t sid, uint32_t request_id)
+{
+    pl_conn *c = request_id ? peer_find_request(p, request_id) : NULL;
+    if (c && c->state == CONN_REQUESTED) {
+        c->session_id = sid;
+        return c;
+    }
+    c = peer_find_session(p, sid);
+    return c && c->state == CONN_INCOMING ? c : NULL;
+}
+
+static void handle_message(pl_peer *p, Punchline__Envelope *env)
+{
+    switch (env->body_case) {
+    case PUNCHLINE__ENVELOPE__BODY_REGISTER_RESULT: {
+        const Punchline__RegisterResult *rr = env->register_result;
+        if (p->ctl_state != CTL_REGISTERING)
+            break;
+        if (rr->observed_tcp)
+            netaddr_from_endpoint(rr->observed_tcp, &p->observed_tcp);
+        p->udp_token = rr->udp_token;
+        if (rr->keepalive_ms >= 1000)
+            p->server_keepalive_ms = rr->keepalive_ms;
+        p->ctl_state = CTL_BINDING;
+        p->bind_interval_ms = BIND_RTO_FIRST_MS;
+        p->next_bind_ms = 0;
+        break;
+    }
+    case PUNCHLINE__ENVELOPE__BODY_UDP_BOUND:
+        ctl_udp_input(p, env, &p->server);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_KEEPALIVE:
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_ERROR:
+        handle_error(p, env->error);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_INCOMING:
+        handle_incoming(p, env->incoming);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_CANDIDATES: {
+        const Punchline__Candidates *m = env->candidates;
+        pl_conn *c = session_conn(p, m->session_id, m->request_id);
+        if (c)
+            conn_candidates(c, m);
+        break;
+    }
+    case PUNCHLINE__ENVELOPE__BODY_PUNCH_START: {
+        const Punchline__PunchStart *ps = env->punch_start;
+        pl_conn *c = session_conn(p, ps->session_id, ps->request_id);
+        if (c)
+            conn_punch_start(c, ps);
+        break;
+    }
+    default:
+        plog(&p->log, PL_LOG_DEBUG, "rendezvous sent unexpected %s", wire_body_name(env));
+    }
+}
+
+static void tcp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    pl_peer *p = w->data;
+    uint8_t buf[16384];
+    ssize_t n = recv(p->tcp_fd, buf, sizeof(buf), 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        ctl_fail(p, PL_ERR_SERVER, n == 0 ? "connection closed by the server" : strerror(errno));
+        return;
+    }
+    if (n < 0)
+        return;
+    p->last_server_rx_ms = peer_now(p);
+    size_t off = 0;
+    while (off < (size_t)n && p->ctl_state != CTL_FAILED) {
+        size_t used = 0;
+        int st = frame_reader_feed(&p->fr, buf + off, (size_t)n - off, &used);
+        off += used;
+        if (st == FRAME_MORE)
+            break;
+        if (st != FRAME_READY) {
+            ctl_fail(p, PL_ERR_PROTOCOL, "bad frame from the server");
+            return;
+        }
+        Punchline__Envelope *env = NULL;
+        uint32_t version = 0;
+        int rc = wire_decode(p->fr.buf, p->fr.len, &env, &version);
+        frame_reader_next(&p->fr);
+        if (rc == WIRE_E_VERSION) {
+            char why[128];
+            snprintf(why, sizeof(why), "server speaks protocol version %u, we speak %d", version,
+                     WIRE_VERSION);
+            ctl_fail(p, PL_ERR_BAD_VERSION, why);
+            return;
+        }
+        if (rc != WIRE_OK) {
+            ctl_fail(p, PL_ERR_PROTOCOL, "malformed message from the server");
+            return;
+        }
+        handle_message(p, env);
+        wire_free(env);
+    }
+    ctl_pump(p);
+}
+
+static void tcp_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    pl_peer *p = w->data;
+    if (p->ctl_state == CTL_CONNECTING) {
+        int err = 0;
+        socklen_t el = sizeof(err);
+        getsockopt(p->tcp_fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err) {
+            char why[160], as[NETADDR_STRLEN];
+            netaddr_format(&p->server, as, sizeof(as));
+            snprintf(why, sizeof(why), "cannot connect to %s: %s", as, strerror(err));
+            ctl_fail(p, PL_ERR_SERVER, why);
+            return;
+        }
+        ev_io_start(p->loop, &p->tcp_r);
+        send_register(p);
+        ctl_pump(p);
+        return;
+    }
+    ctl_flush(p);
+}
+
+void ctl_udp_input(pl_peer *p, const Punchline__Envelope *env, const netaddr *from)
+{
+    if (env->body_case == PUNCHLINE__ENVELOPE__BODY_ERROR) {
+        if (env->error->code == PUNCHLINE__ERROR_CODE__BAD_VERSION)
+            ctl_fail(p, PL_ERR_BAD_VERSION, env->error->text);
+        return;
+    }
+    if (env->body_case != PUNCHLINE__ENVELOPE__BODY_UDP_BOUND)
+        return;
+    netaddr obs;
+    if (netaddr_from_endpoint(env->udp_bound->observed_udp, &obs) != 0)
+        return;
+    if (p->ctl_state == CTL_REGISTERED && !netaddr_equal(&obs, &p->observed_udp)) {
+        char as[NETADDR_STRLEN];
+        netaddr_format(&obs, as, sizeof(as));
+        plog(&p->log, PL_LOG_WARN, "our public UDP endpoint changed to %s (NAT rebinding)", as);
+    }
+    p->observed_udp = obs;
+    p->last_server_rx_ms = peer_now(p);
+    if (p->ctl_state != CTL_BINDING)
+        return;
+    p->ctl_state = CTL_REGISTERED;
+    p->next_bind_ms = peer_now(p) + peer_keepalive_ms(p);
+    p->next_keepalive_ms = p->next_bind_ms;
+    char as[NETADDR_STRLEN];
+    netaddr_format(&obs, as, sizeof(as));
+    plog(&p->log, PL_LOG_INFO, "registered as %s; public UDP endpoint %s", p->name, as);
+    if (p->cfg.on_registered)
+        p->cfg.on_registered(p, 0, as, p->cfg.user);
+    for (pl_conn *c = p->conns; c; c = c->next)
+        conn_registered(c);
+    ctl_pump(p);
+}
+
+static void ctl_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    ctl_pump(w->data);
+}
+
+/* Registration deadline, UdpBind retransmission and refresh, keepalives. */
+static void ctl_pump(pl_peer *p)
+{
+    uint64_t now = peer_now(p);
+    uint64_t next;
+    if (p->ctl_state == CTL_FAILED)
+        return;
+    if (p->ctl_state != CTL_REGISTERED) {
+        if (now >= p->ctl_started_ms + REGISTER_TIMEOUT_MS) {
+            ctl_fail(p, PL_ERR_SERVER,
+                     p->ctl_state == CTL_BINDING
+                         ? "no UDP answer from the rendezvous (is UDP blocked?)"
+                         : "no answer from the rendezvous");
+            return;
+        }
+        next = p->ctl_started_ms + REGISTER_TIMEOUT_MS;
+        if (p->ctl_state == CTL_BINDING) {
+            if (now >= p->next_bind_ms) {
+                send_udp_bind(p);
+                p->next_bind_ms = now + p->bind_interval_ms;
+                p->bind_interval_ms = p->bind_interval_ms * 2 > BIND_RTO_MAX_MS
+                                          ? BIND_RTO_MAX_MS : p->bind_interval_ms * 2;
+            }
+            if (p->next_bind_ms < next)
+                next = p->next_bind_ms;
+        }
+    } else {
+        uint32_t ka = peer_keepalive_ms(p);
+        if (now >= p->last_server_rx_ms + 3 * (uint64_t)ka) {
+            ctl_fail(p, PL_ERR_SERVER, "rendezvous stopped answering keepalives");
+            return;
+        }
+        if (now >= p->next_keepalive_ms) {
+            Punchline__Keepalive k = PUNCHLINE__KEEPALIVE__INIT;
+            k.now_ms = now;
+            Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+            env.body_case = PUNCHLINE__ENVELOPE__BODY_KEEPALIVE;
+            env.keepalive = &k;
+            ctl_send(p, &env);
+            /* also refresh the NAT mapping toward the server's UDP port */
+            send_udp_bind(p);
+            p->next_keepalive_ms = now + ka;
+        }
+        if (p->ctl_state == CTL_FAILED)
+            return;
+        next = p->next_keepalive_ms;
+    }
+    ev_timer_stop(p->loop, &p->ctl_timer);
+    ev_timer_set(&p->ctl_timer, next > now ? (double)(next - now) / 1000.0 : 0.001, 0.);
+    ev_timer_start(p->loop, &p->ctl_timer);
+}
+
+int ctl_start(pl_peer *p)
+{
+    p->tcp_fd = socket(p->server.u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (p->tcp_fd < 0) {
+        plog(&p->log, PL_LOG_ERROR, "socket: %s", strerror(errno));
+        return PL_ERR_SYSTEM;
+    }
+    frame_reader_init(&p->fr);
+    ev_io_init(&p->tcp_r, tcp_read_cb, p->tcp_fd, EV_READ);
+    ev_io_init(&p->tcp_w, tcp_write_cb, p->tcp_fd, EV_WRITE);
+    ev_init(&p->ctl_timer, ctl_timer_cb);
+    p->tcp_r.data = p->tcp_w.data = p->ctl_timer.data = p;
+    p->ctl_state = CTL_CONNECTING;
+    p->ctl_started_ms = peer_now(p);
+    p->last_server_rx_ms = p->ctl_started_ms;
+    if (connect(p->tcp_fd, &p->server.u.sa, p->server.len) < 0 && errno != EINPROGRESS) {
+        plog(&p->log, PL_LOG_ERROR, "connect to the rendezvous: %s", strerror(errno));
+        close(p->tcp_fd);
+        p->tcp_fd = -1;
+        return PL_ERR_SERVER;
+    }
+    ev_io_start(p->loop, &p->tcp_w); /* writable = connected (or failed) */
+    ctl_pump(p);
+    return 0;
+}

@@ -1,0 +1,119 @@
+/* Internals shared by peer.c (the pl_peer shell and UDP socket), control.c
+ * (the rendezvous control connection) and conn.c (one pl_conn). */
+#ifndef PL_PEER_INTERNAL_H
+#define PL_PEER_INTERNAL_H
+
+#include <ev.h>
+
+#include "addr.h"
+#include "frame.h"
+#include "log.h"
+#include "punch.h"
+#include "punchline/punchline.h"
+#include "reliable.h"
+#include "wire.h"
+
+enum ctl_state {
+    CTL_CONNECTING = 0,   /* TCP connect in progress */
+    CTL_REGISTERING,      /* Register sent, waiting for RegisterResult */
+    CTL_BINDING,          /* sending UdpBind until UdpBound */
+    CTL_REGISTERED,
+    CTL_FAILED
+};
+
+enum conn_state {
+    CONN_WAIT_REGISTER = 0, /* outgoing, before the peer is registered */
+    CONN_REQUESTED,         /* ConnectRequest sent, waiting for PunchStart */
+    CONN_INCOMING,          /* IncomingConnection seen, waiting for PunchStart */
+    CONN_PUNCHING,
+    CONN_OPEN,              /* path up */
+    CONN_LINGER,            /* both sides finished; answering late retransmissions */
+    CONN_CLOSED             /* on_closed pending or delivered */
+};
+
+struct pl_conn {
+    pl_peer *peer;
+    struct pl_conn *next;
+    int state;
+    char peer_name[NAME_MAX_LEN + 1];
+    bool outgoing;
+    uint32_t request_id;
+    uint64_t session_id;
+    bool have_candidates;
+    netaddr remote_cands[WIRE_MAX_CANDIDATES];
+    int remote_kinds[WIRE_MAX_CANDIDATES];
+    size_t n_remote;
+    pl_conn_callbacks cb;
+    void *user;
+    bool callbacks_set;
+    uint64_t start_ms;
+    uint64_t deadline_ms;     /* connect deadline, then linger end */
+    punch pu;
+    reliable rel;
+    bool rel_blocked;         /* rel_send said AGAIN: report on_writable */
+    int close_status;
+    bool in_callback;         /* defer destruction while the app runs */
+    ev_timer timer;
+    ev_idle reaper;           /* delivers on_closed from the loop */
+};
+
+struct pl_peer {
+    struct ev_loop *loop;
+    pl_logger log;
+    char *server_str, *name, *bind_str;
+    pl_peer_config cfg;       /* strings point at the copies above */
+    netaddr server;
+    int udp_fd;
+    ev_io udp_w;
+    uint16_t udp_port;
+    /* control connection */
+    int ctl_state;
+    int tcp_fd;
+    ev_io tcp_r, tcp_w;
+    frame_reader fr;
+    uint8_t *out;
+    size_t out_len, out_cap;
+    ev_timer ctl_timer;
+    uint64_t ctl_started_ms;
+    uint64_t udp_token;
+    uint32_t bind_interval_ms;
+    uint64_t next_bind_ms, next_keepalive_ms, last_server_rx_ms;
+    uint32_t server_keepalive_ms;
+    netaddr observed_tcp, observed_udp;
+    uint32_t next_request_id;
+    pl_conn *conns;
+    bool freeing;
+};
+
+/* peer.c */
+void peer_udp_send(pl_peer *p, const netaddr *to, const uint8_t *buf, size_t len);
+uint64_t peer_now(const pl_peer *p);
+pl_conn *peer_find_session(pl_peer *p, uint64_t session_id);
+pl_conn *peer_find_request(pl_peer *p, uint32_t request_id);
+uint32_t peer_keepalive_ms(const pl_peer *p);
+
+/* control.c */
+int ctl_start(pl_peer *p);
+void ctl_stop(pl_peer *p);
+int ctl_send(pl_peer *p, Punchline__Envelope *env);
+void ctl_send_connect(pl_peer *p, pl_conn *c);
+/* A UdpBound/Error datagram from the rendezvous on the UDP socket. */
+void ctl_udp_input(pl_peer *p, const Punchline__Envelope *env, const netaddr *from);
+
+/* conn.c */
+pl_conn *conn_new(pl_peer *p, const char *peer_name, bool outgoing);
+/* Registration done: send a waiting ConnectRequest. */
+void conn_registered(pl_conn *c);
+void conn_incoming(pl_conn *c, uint64_t session_id);
+void conn_candidates(pl_conn *c, const Punchline__Candidates *m);
+void conn_punch_start(pl_conn *c, const Punchline__PunchStart *m);
+/* Run the cores now: state changes, transmissions, re-arm the timer. */
+void conn_pump(pl_conn *c);
+void conn_udp_input(pl_conn *c, const Punchline__Envelope *env, const netaddr *from);
+/* Fail or close: on_closed(status) runs from the loop soon. */
+void conn_finish(pl_conn *c, int status, const char *why);
+/* Detach from the peer and free without callbacks (pl_peer_free). */
+void conn_destroy(pl_conn *c);
+int conn_error_from_wire(int code);
+
+#endif

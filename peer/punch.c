@@ -1,0 +1,316 @@
+#include "punch.h"
+
+#include <string.h>
+
+#include "crypto.h"
+
+#define NEVER UINT64_MAX
+
+static uint32_t dflt(uint32_t v, uint32_t d)
+{
+    return v ? v : d;
+}
+
+void punch_init(punch *p, const punch_config *cfg)
+{
+    memset(p, 0, sizeof(*p));
+    p->cfg = *cfg;
+    p->cfg.timeout_ms = dflt(cfg->timeout_ms, 10000);
+    p->cfg.keepalive_ms = dflt(cfg->keepalive_ms, 15000);
+    p->cfg.path_timeout_ms = dflt(cfg->path_timeout_ms, 30000);
+    p->cfg.rto_initial_ms = dflt(cfg->rto_initial_ms, 50);
+    p->cfg.rto_max_ms = dflt(cfg->rto_max_ms, 500);
+    p->nominated = -1;
+    p->selected = -1;
+    p->state = PUNCH_IDLE;
+}
+
+static int find_pair(const punch *p, const netaddr *a)
+{
+    for (size_t i = 0; i < p->npairs; i++)
+        if (netaddr_equal(&p->pairs[i].remote, a))
+            return (int)i;
+    return -1;
+}
+
+static int own_role(const punch *p)
+{
+    return p->cfg.controlling ? PUNCHLINE__ROLE__CONTROLLING : PUNCHLINE__ROLE__CONTROLLED;
+}
+
+bool punch_add_remote(punch *p, const netaddr *a, int kind)
+{
+    if (p->npairs >= PUNCH_MAX_PAIRS || !netaddr_is_usable_candidate(a) || find_pair(p, a) >= 0)
+        return false;
+    punch_pair *pp = &p->pairs[p->npairs++];
+    memset(pp, 0, sizeof(*pp));
+    pp->remote = *a;
+    pp->kind = kind;
+    pp->interval_ms = p->cfg.rto_initial_ms;
+    /* A pair added while checking is probed at once (a triggered check). */
+    pp->next_send_ms = p->state == PUNCH_CHECKING ? 0 : NEVER;
+    return true;
+}
+
+void punch_start(punch *p, uint64_t now)
+{
+    p->state = PUNCH_CHECKING;
+    p->start_ms = now;
+    for (size_t i = 0; i < p->npairs; i++)
+        p->pairs[i].next_send_ms = now; /* every candidate at once */
+}
+
+/* MAC input, all integers big-endian:
+ *   "PLP1" | session_id (8) | tid (8) | flags (1: bit0 response, bit1 nominate)
+ *   | role (1) | mapped ip length (1) | mapped ip (0/4/16) | mapped port (2) */
+void punch_compute_mac(const uint8_t secret[WIRE_SECRET_LEN], uint64_t session_id, uint64_t tid,
+                       bool response, bool nominate, int role, const Punchline__Endpoint *mapped,
+                       uint8_t out[WIRE_MAC_LEN])
+{
+    uint8_t in[4 + 8 + 8 + 1 + 1 + 1 + 16 + 2];
+    size_t n = 0;
+    memcpy(in, "PLP1", 4);
+    n = 4;
+    for (int i = 7; i >= 0; i--)
+        in[n++] = (uint8_t)(session_id >> (8 * i));
+    for (int i = 7; i >= 0; i--)
+        in[n++] = (uint8_t)(tid >> (8 * i));
+    in[n++] = (uint8_t)((response ? 1 : 0) | (nominate ? 2 : 0));
+    in[n++] = (uint8_t)role;
+    size_t iplen = mapped && (mapped->ip.len == 4 || mapped->ip.len == 16) ? mapped->ip.len : 0;
+    in[n++] = (uint8_t)iplen;
+    if (iplen)
+        memcpy(in + n, mapped->ip.data, iplen);
+    n += iplen;
+    uint32_t port = mapped ? mapped->port : 0;
+    in[n++] = (uint8_t)(port >> 8);
+    in[n++] = (uint8_t)port;
+    crypto_hmac_sha256(secret, WIRE_SECRET_LEN, in, n, out, WIRE_MAC_LEN);
+}
+
+static void queue_response(punch *p, const netaddr *to, uint64_t tid, bool nominate)
+{
+    if (p->nresp >= PUNCH_MAX_RESPONSES)
+        return; /* the requester retransmits */
+    p->resp[p->nresp].to = *to;
+    p->resp[p->nresp].tid = tid;
+    p->resp[p->nresp].nominate = nominate;
+    p->nresp++;
+}
+
+static void become_connected(punch *p, int idx, uint64_t now)
+{
+    p->state = PUNCH_CONNECTED;
+    p->selected = idx;
+    p->connected_ms = now;
+    p->last_rx_ms = now;
+    for (size_t i = 0; i < p->npairs; i++)
+        p->pairs[i].next_send_ms = NEVER;
+    p->pairs[idx].next_send_ms = now + p->cfg.keepalive_ms;
+    p->pairs[idx].interval_ms = p->cfg.keepalive_ms;
+}
+
+static void start_nominating(punch *p, int idx, uint64_t now)
+{
+    p->nominated = idx;
+    /* Stop checking the other pairs; hammer the nominated one. */
+    for (size_t i = 0; i < p->npairs; i++)
+        p->pairs[i].next_send_ms = NEVER;
+    p->pairs[idx].next_send_ms = now;
+    p->pairs[idx].interval_ms = p->cfg.rto_initial_ms;
+}
+
+static bool tid_ours(const punch *p, uint64_t tid, int idx)
+{
+    /* tids are seed ^ (counter << 8 | pair index): see poll_transmit. */
+    uint64_t raw = tid ^ p->cfg.tid_seed;
+    return (int)(raw & 0xff) == idx && (raw >> 8) != 0 && (raw >> 8) <= p->tid_counter;
+}
+
+bool punch_input(punch *p, const Punchline__Probe *m, const netaddr *from, uint64_t now)
+{
+    uint8_t mac[WIRE_MAC_LEN];
+    if (p->state == PUNCH_IDLE || p->state == PUNCH_FAILED || p->state == PUNCH_DEAD ||
+        m->session_id != p->cfg.session_id || m->mac.len != WIRE_MAC_LEN ||
+        (int)m->role == own_role(p) /* our own probe reflected back at us */) {
+        p->rejected++;
+        return false;
+    }
+    punch_compute_mac(p->cfg.secret, m->session_id, m->tid, m->response, m->nominate, m->role,
+                      m->mapped, mac);
+    if (!crypto_equal(mac, m->mac.data, WIRE_MAC_LEN)) {
+        p->rejected++;
+        return false;
+    }
+    int idx = find_pair(p, from);
+    if (!m->response) {
+        if (idx < 0) {
+            /* Peer-reflexive: the peer reached us from an address it did not
+             * know it had (symmetric NAT on its side).  Learn it. */
+            if (!punch_add_remote(p, from, PUNCHLINE__CANDIDATE_KIND__PEER_REFLEXIVE))
+                return false;
+            idx = (int)p->npairs - 1;
+        }
+        p->pairs[idx].got_request = true;
+        queue_response(p, from, m->tid, m->nominate);
+        if (p->state == PUNCH_CONNECTED) {
+            if (idx == p->selected)
+                p->last_rx_ms = now;
+            return true;
+        }
+        if (m->nominate && !p->cfg.controlling) {
+            p->nominated = idx;
+            if (p->pairs[idx].got_response)
+                become_connected(p, idx, now);
+            else
+                p->pairs[idx].next_send_ms = now; /* triggered check */
+        }
+        return true;
+    }
+    /* A response: must answer a request we sent on that very pair. */
+    if (idx < 0 || !tid_ours(p, m->tid, idx)) {
+        p->rejected++;
+        return false;
+    }
+    punch_pair *pp = &p->pairs[idx];
+    pp->got_response = true;
+    if (m->mapped)
+        netaddr_from_endpoint(m->mapped, &p->mapped);
+    if (p->state == PUNCH_CONNECTED) {
+        if (idx == p->selected) {
+            p->last_rx_ms = now;
+            pp->interval_ms = p->cfg.keepalive_ms;
+            pp->next_send_ms = now + p->cfg.keepalive_ms;
+        }
+        return true;
+    }
+    if (p->cfg.controlling) {
+        if (p->nominated < 0)
+            start_nominating(p, idx, now);
+        else if (p->nominated == idx && m->nominate)
+            become_connected(p, idx, now);
+    } else if (p->nominated == idx) {
+        become_connected(p, idx, now);
+    }
+    return true;
+}
+
+bool punch_data_seen(punch *p, const netaddr *from, uint64_t now)
+{
+    if (p->state == PUNCH_CHECKING && !p->cfg.controlling && p->nominated >= 0 &&
+        netaddr_equal(&p->pairs[p->nominated].remote, from))
+        become_connected(p, p->nominated, now);
+    return p->state == PUNCH_CONNECTED && netaddr_equal(&p->pairs[p->selected].remote, from);
+}
+
+void punch_tick(punch *p, uint64_t now)
+{
+    if (p->state == PUNCH_CHECKING && now >= p->start_ms + p->cfg.timeout_ms) {
+        p->state = PUNCH_FAILED;
+        p->nresp = 0;
+        return;
+    }
+    if (p->state != PUNCH_CONNECTED)
+        return;
+    uint64_t silent = now - p->last_rx_ms;
+    if (silent >= p->cfg.path_timeout_ms) {
+        p->state = PUNCH_DEAD;
+        p->nresp = 0;
+        return;
+    }
+    /* Consent freshness (RFC 7675 spirit): a keepalive went unanswered, so
+     * check once a second until an answer comes or the path times out. */
+    punch_pair *pp = &p->pairs[p->selected];
+    if (silent > p->cfg.keepalive_ms + 1000 && pp->interval_ms > 1000) {
+        pp->interval_ms = 1000;
+        if (pp->next_send_ms > now + 1000)
+            pp->next_send_ms = now + 1000;
+    }
+}
+
+static size_t encode_probe(const punch *p, uint64_t tid, bool response, bool nominate,
+                           const netaddr *mapped, uint8_t *buf, size_t cap)
+{
+    Punchline__Probe pr = PUNCHLINE__PROBE__INIT;
+    Punchline__Endpoint ep;
+    uint8_t ipbuf[16], mac[WIRE_MAC_LEN];
+    pr.session_id = p->cfg.session_id;
+    pr.tid = tid;
+    pr.response = response;
+    pr.nominate = nominate;
+    pr.role = own_role(p);
+    if (mapped) {
+        netaddr_to_endpoint(mapped, &ep, ipbuf);
+        pr.mapped = &ep;
+    }
+    punch_compute_mac(p->cfg.secret, pr.session_id, tid, response, nominate, pr.role, pr.mapped, mac);
+    pr.mac.data = mac;
+    pr.mac.len = sizeof(mac);
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_PROBE;
+    env.probe = &pr;
+    int n = wire_encode_udp(&env, buf, cap);
+    return n > 0 ? (size_t)n : 0;
+}
+
+size_t punch_poll_transmit(punch *p, uint64_t now, netaddr *to, uint8_t *buf, size_t cap)
+{
+    if (p->nresp) {
+        punch_response r = p->resp[0];
+        memmove(p->resp, p->resp + 1, (p->nresp - 1) * sizeof(p->resp[0]));
+        p->nresp--;
+        *to = r.to;
+        return encode_probe(p, r.tid, true, r.nominate, &r.to, buf, cap);
+    }
+    if (p->state != PUNCH_CHECKING && p->state != PUNCH_CONNECTED)
+        return 0;
+    for (size_t i = 0; i < p->npairs; i++) {
+        punch_pair *pp = &p->pairs[i];
+        if (pp->next_send_ms > now)
+            continue;
+        p->tid_counter++;
+        pp->last_tid = p->cfg.tid_seed ^ (p->tid_counter << 8 | (uint64_t)i);
+        if (p->state == PUNCH_CHECKING) {
+            pp->next_send_ms = now + pp->interval_ms;
+            pp->interval_ms = pp->interval_ms * 2 > p->cfg.rto_max_ms ? p->cfg.rto_max_ms
+                                                                       : pp->interval_ms * 2;
+        } else {
+            pp->next_send_ms = now + pp->interval_ms;
+        }
+        bool nominate = p->cfg.controlling && p->state == PUNCH_CHECKING && p->nominated == (int)i;
+        *to = pp->remote;
+        return encode_probe(p, pp->last_tid, false, nominate, NULL, buf, cap);
+    }
+    return 0;
+}
+
+uint64_t punch_next_deadline(const punch *p)
+{
+    if (p->nresp)
+        return 0;
+    uint64_t d = NEVER;
+    if (p->state == PUNCH_CHECKING)
+        d = p->start_ms + p->cfg.timeout_ms;
+    else if (p->state == PUNCH_CONNECTED)
+        d = p->last_rx_ms + p->cfg.path_timeout_ms;
+    else
+        return NEVER;
+    for (size_t i = 0; i < p->npairs; i++)
+        if (p->pairs[i].next_send_ms < d)
+            d = p->pairs[i].next_send_ms;
+    /* when punch_tick() must switch to fast consent checks */
+    if (p->state == PUNCH_CONNECTED && p->pairs[p->selected].interval_ms > 1000 &&
+        p->last_rx_ms + p->cfg.keepalive_ms + 1001 < d)
+        d = p->last_rx_ms + p->cfg.keepalive_ms + 1001;
+    return d;
+}
+
+int punch_state(const punch *p)
+{
+    return p->state;
+}
+
+const netaddr *punch_remote(const punch *p)
+{
+    return p->state == PUNCH_CONNECTED ? &p->pairs[p->selected].remote : NULL;
+}

@@ -1,0 +1,10 @@
+#ifndef PL_TIMEUTIL_H
+#define PL_TIMEUTIL_H
+
+#include <stdint.h>
+
+/* Monotonic milliseconds.  Only the libev shells read the clock; cores are
+ * handed `now` (ARCHITECTURE.md rule 1). */
+uint64_t time_now_ms(void);
+
+#endif

@@ -1,0 +1,185 @@
+#include "wire.h"
+
+#include "names.h"
+
+#include <string.h>
+
+int wire_classify(const uint8_t *buf, size_t len)
+{
+    if (len == 0)
+        return WIRE_CLASS_UNKNOWN;
+    uint8_t b = buf[0];
+    if (b <= 3)
+        return WIRE_CLASS_STUN;
+    if (b >= 20 && b <= 63)
+        return WIRE_CLASS_DTLS;
+    if (b == WIRE_UDP_MARKER)
+        return WIRE_CLASS_PUNCHLINE;
+    return WIRE_CLASS_UNKNOWN;
+}
+
+static int check_endpoint(const Punchline__Endpoint *ep, int required)
+{
+    if (!ep)
+        return required ? -1 : 0;
+    if (ep->ip.len != 4 && ep->ip.len != 16)
+        return -1;
+    return ep->port >= 1 && ep->port <= 65535 ? 0 : -1;
+}
+
+static int check_candidates(Punchline__Candidate **c, size_t n, size_t max)
+{
+    if (n > max)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (check_endpoint(c[i]->endpoint, 1) < 0)
+            return -1;
+    return 0;
+}
+
+static int check_text(const char *s, size_t max)
+{
+    return s && strlen(s) <= max ? 0 : -1;
+}
+
+static int check_name(const char *s)
+{
+    return name_valid_cstr(s) ? 0 : -1;
+}
+
+int wire_validate(const Punchline__Envelope *e)
+{
+    int bad = 0;
+    switch (e->body_case) {
+    case PUNCHLINE__ENVELOPE__BODY_REGISTER:
+        /* the name is checked by the server, which answers BAD_NAME */
+        bad = check_text(e->register_->name, 1024) || check_text(e->register_->client_version, WIRE_MAX_TEXT) ||
+              e->register_->public_key.len > WIRE_MAX_KEY ||
+              check_candidates(e->register_->candidates, e->register_->n_candidates,
+                               WIRE_MAX_HOST_CANDIDATES);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_REGISTER_RESULT:
+        bad = check_endpoint(e->register_result->observed_tcp, 0) ||
+              check_text(e->register_result->server_version, WIRE_MAX_TEXT);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_KEEPALIVE:
+    case PUNCHLINE__ENVELOPE__BODY_UDP_BIND:
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_UDP_BOUND:
+        bad = check_endpoint(e->udp_bound->observed_udp, 1);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_CONNECT_REQUEST:
+        bad = check_text(e->connect_request->peer_name, 1024);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_INCOMING:
+        bad = check_name(e->incoming->peer_name);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_CANDIDATES:
+        bad = check_text(e->candidates->peer_name, NAME_MAX_LEN) ||
+              check_candidates(e->candidates->candidates, e->candidates->n_candidates,
+                               WIRE_MAX_CANDIDATES);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_PUNCH_START:
+        bad = check_name(e->punch_start->peer_name) ||
+              e->punch_start->secret.len != WIRE_SECRET_LEN ||
+              (e->punch_start->role != PUNCHLINE__ROLE__CONTROLLING &&
+               e->punch_start->role != PUNCHLINE__ROLE__CONTROLLED);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_CLOSE:
+        bad = check_text(e->close->reason, WIRE_MAX_TEXT);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_ERROR:
+        bad = check_text(e->error->text, WIRE_MAX_TEXT);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_PROBE:
+        bad = e->probe->mac.len != WIRE_MAC_LEN || check_endpoint(e->probe->mapped, 0);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_DATA:
+        bad = e->data->payload.len > WIRE_MAX_PAYLOAD || (e->data->fin && e->data->payload.len);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_ACK:
+        break;
+    default:
+        bad = 1; /* no body, or a message this version does not know */
+    }
+    return bad ? WIRE_E_MALFORMED : WIRE_OK;
+}
+
+int wire_decode(const uint8_t *buf, size_t len, Punchline__Envelope **out, uint32_t *version)
+{
+    *out = NULL;
+    if (version)
+        *version = 0;
+    Punchline__Envelope *e = punchline__envelope__unpack(NULL, len, buf);
+    if (!e)
+        return WIRE_E_MALFORMED;
+    if (version)
+        *version = e->version;
+    if (e->version != WIRE_VERSION) {
+        punchline__envelope__free_unpacked(e, NULL);
+        return WIRE_E_VERSION;
+    }
+    if (wire_validate(e) != WIRE_OK) {
+        punchline__envelope__free_unpacked(e, NULL);
+        return WIRE_E_MALFORMED;
+    }
+    *out = e;
+    return WIRE_OK;
+}
+
+int wire_decode_udp(const uint8_t *buf, size_t len, Punchline__Envelope **out, uint32_t *version)
+{
+    *out = NULL;
+    if (version)
+        *version = 0;
+    if (wire_classify(buf, len) != WIRE_CLASS_PUNCHLINE)
+        return WIRE_E_MALFORMED;
+    return wire_decode(buf + 1, len - 1, out, version);
+}
+
+void wire_free(Punchline__Envelope *env)
+{
+    if (env)
+        punchline__envelope__free_unpacked(env, NULL);
+}
+
+int wire_encode(Punchline__Envelope *env, uint8_t *out, size_t cap)
+{
+    env->version = WIRE_VERSION;
+    size_t n = punchline__envelope__get_packed_size(env);
+    if (n > cap || n > (size_t)INT32_MAX)
+        return WIRE_E_NOSPACE;
+    return (int)punchline__envelope__pack(env, out);
+}
+
+int wire_encode_udp(Punchline__Envelope *env, uint8_t *out, size_t cap)
+{
+    if (cap < 1)
+        return WIRE_E_NOSPACE;
+    int n = wire_encode(env, out + 1, cap - 1);
+    if (n < 0)
+        return n;
+    out[0] = WIRE_UDP_MARKER;
+    return n + 1;
+}
+
+const char *wire_body_name(const Punchline__Envelope *env)
+{
+    switch (env->body_case) {
+    case PUNCHLINE__ENVELOPE__BODY_REGISTER: return "Register";
+    case PUNCHLINE__ENVELOPE__BODY_REGISTER_RESULT: return "RegisterResult";
+    case PUNCHLINE__ENVELOPE__BODY_KEEPALIVE: return "Keepalive";
+    case PUNCHLINE__ENVELOPE__BODY_UDP_BIND: return "UdpBind";
+    case PUNCHLINE__ENVELOPE__BODY_UDP_BOUND: return "UdpBound";
+    case PUNCHLINE__ENVELOPE__BODY_CONNECT_REQUEST: return "ConnectRequest";
+    case PUNCHLINE__ENVELOPE__BODY_INCOMING: return "IncomingConnection";
+    case PUNCHLINE__ENVELOPE__BODY_CANDIDATES: return "Candidates";
+    case PUNCHLINE__ENVELOPE__BODY_PUNCH_START: return "PunchStart";
+    case PUNCHLINE__ENVELOPE__BODY_CLOSE: return "Close";
+    case PUNCHLINE__ENVELOPE__BODY_ERROR: return "Error";
+    case PUNCHLINE__ENVELOPE__BODY_PROBE: return "Probe";
+    case PUNCHLINE__ENVELOPE__BODY_DATA: return "Data";
+    case PUNCHLINE__ENVELOPE__BODY_ACK: return "Ack";
+    default: return "unknown";
+    }
+}

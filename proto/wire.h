@@ -1,0 +1,60 @@
+/* The message layer both sides share: version check, first-byte
+ * demultiplexing of UDP datagrams (RFC 7983), bounds on every field.
+ *
+ * UDP datagram:
+ *   +------+-----------------------------+
+ *   | 0x50 | serialized Envelope ...      |
+ *   +------+-----------------------------+
+ * RFC 7983 s7: first byte 0..3 = STUN, 20..63 = DTLS; 0x50 ('P') is ours.
+ */
+#ifndef PL_WIRE_H
+#define PL_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "punchline.pb-c.h"
+
+#define WIRE_VERSION 1
+#define WIRE_UDP_MARKER 0x50
+#define WIRE_UDP_MAX 1400        /* largest datagram we send or accept */
+#define WIRE_MAX_CANDIDATES 32   /* per message (RFC 8445 s19.5.1 spirit) */
+#define WIRE_MAX_HOST_CANDIDATES 16
+#define WIRE_SECRET_LEN 32
+#define WIRE_MAC_LEN 16
+#define WIRE_MAX_PAYLOAD 1024    /* Data.payload */
+#define WIRE_MAX_TEXT 256        /* error text, close reason, client version */
+#define WIRE_MAX_KEY 512         /* Register.public_key */
+
+enum wire_class { WIRE_CLASS_UNKNOWN = 0, WIRE_CLASS_STUN, WIRE_CLASS_DTLS, WIRE_CLASS_PUNCHLINE };
+
+enum wire_status {
+    WIRE_OK = 0,
+    WIRE_E_MALFORMED = -1,   /* undecodable, no body, or a field out of bounds */
+    WIRE_E_VERSION = -2,     /* decodable but another protocol version */
+    WIRE_E_NOSPACE = -3,     /* encode: output buffer too small */
+};
+
+/* Classify a UDP datagram by its first byte. */
+int wire_classify(const uint8_t *buf, size_t len);
+
+/* Decode a serialized Envelope (TCP frame body, or a UDP datagram after the
+ * marker).  On WIRE_OK *out must be released with wire_free().  On
+ * WIRE_E_VERSION *version tells the peer's version (nothing to free). */
+int wire_decode(const uint8_t *buf, size_t len, Punchline__Envelope **out, uint32_t *version);
+/* Decode a whole UDP datagram including the marker byte. */
+int wire_decode_udp(const uint8_t *buf, size_t len, Punchline__Envelope **out, uint32_t *version);
+void wire_free(Punchline__Envelope *env);
+
+/* Check every bounded field of an already-unpacked envelope. */
+int wire_validate(const Punchline__Envelope *env);
+
+/* Serialize env (its version is set to WIRE_VERSION).  Returns bytes written
+ * or WIRE_E_NOSPACE. */
+int wire_encode(Punchline__Envelope *env, uint8_t *out, size_t cap);
+/* The same with the UDP marker in front. */
+int wire_encode_udp(Punchline__Envelope *env, uint8_t *out, size_t cap);
+
+const char *wire_body_name(const Punchline__Envelope *env);
+
+#endif

@@ -1,0 +1,146 @@
+/* punchline-rendezvous: the rendezvous server binary. */
+#include <ev.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "punchline/punchline.h"
+#include "server.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: punchline-rendezvous [OPTIONS]\n"
+            "\n"
+            "Rendezvous server for punchline peers: registers peer names, observes each\n"
+            "peer's public (server-reflexive) endpoint, and starts hole punching between\n"
+            "two peers.  TCP and UDP share one port.\n"
+            "\n"
+            "Options:\n"
+            "  -l, --listen ADDR:PORT   address to listen on (default 0.0.0.0:7350)\n"
+            "      --log-level LEVEL    error, warn, info (default) or debug; logs go to stderr\n"
+            "      --expiry SEC         drop peers silent for SEC seconds (default 60)\n"
+            "      --keepalive SEC      keepalive interval told to peers (default 15)\n"
+            "      --max-peers N        registered peers at most (default 10000)\n"
+            "  -V, --version            print the version and exit\n"
+            "  -h, --help               this help\n"
+            "\n"
+            "Stops cleanly on SIGINT or SIGTERM.  Exit status: 0 after a signal, 1 if it\n"
+            "cannot start (bad option, address in use), 2 for usage errors.\n");
+}
+
+static int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+{
+    char *end;
+    if (!s || !*s || *s == '-')
+        return -1;
+    unsigned long v = strtoul(s, &end, 10);
+    if (*end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    fprintf(stderr, "punchline-rendezvous: signal %d, shutting down\n", w->signum);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"listen", required_argument, 0, 'l'},  {"log-level", required_argument, 0, 'L'},
+        {"expiry", required_argument, 0, 'e'},  {"keepalive", required_argument, 0, 'k'},
+        {"max-peers", required_argument, 0, 'm'}, {"version", no_argument, 0, 'V'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    server_config cfg = {.log_level = SRV_LOG_INFO};
+    const char *listen = "0.0.0.0:7350";
+    unsigned long v;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "l:Vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l':
+            listen = optarg;
+            break;
+        case 'L':
+            if (!strcmp(optarg, "error")) cfg.log_level = SRV_LOG_ERROR;
+            else if (!strcmp(optarg, "warn")) cfg.log_level = SRV_LOG_WARN;
+            else if (!strcmp(optarg, "info")) cfg.log_level = SRV_LOG_INFO;
+            else if (!strcmp(optarg, "debug")) cfg.log_level = SRV_LOG_DEBUG;
+            else {
+                fprintf(stderr, "punchline-rendezvous: bad --log-level '%s' (error|warn|info|debug)\n", optarg);
+                return 2;
+            }
+            break;
+        case 'e':
+            if (parse_uint(optarg, 2, 86400, &v)) {
+                fprintf(stderr, "punchline-rendezvous: --expiry takes 2..86400 seconds\n");
+                return 2;
+            }
+            cfg.expiry_ms = (uint32_t)(v * 1000);
+            break;
+        case 'k':
+            if (parse_uint(optarg, 1, 3600, &v)) {
+                fprintf(stderr, "punchline-rendezvous: --keepalive takes 1..3600 seconds\n");
+                return 2;
+            }
+            cfg.keepalive_ms = (uint32_t)(v * 1000);
+            break;
+        case 'm':
+            if (parse_uint(optarg, 1, 1000000, &v)) {
+                fprintf(stderr, "punchline-rendezvous: --max-peers takes 1..1000000\n");
+                return 2;
+            }
+            cfg.max_peers = v;
+            break;
+        case 'V':
+            printf("punchline-rendezvous %s (protocol 1)\n", PL_VERSION_STRING);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "punchline-rendezvous: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (netaddr_parse(listen, &cfg.listen, false) != 0) {
+        fprintf(stderr, "punchline-rendezvous: --listen wants IP:PORT, got '%s'\n", listen);
+        return 2;
+    }
+    if (cfg.keepalive_ms && cfg.expiry_ms && cfg.keepalive_ms * 2 > cfg.expiry_ms) {
+        fprintf(stderr, "punchline-rendezvous: --expiry must be at least twice --keepalive\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    struct ev_loop *loop = EV_DEFAULT;
+    char err[256];
+    server *s = server_new(loop, &cfg, err, sizeof(err));
+    if (!s) {
+        fprintf(stderr, "punchline-rendezvous: %s\n", err);
+        return 1;
+    }
+    char as[NETADDR_STRLEN];
+    netaddr local;
+    server_local_addr(s, &local);
+    netaddr_format(&local, as, sizeof(as));
+    fprintf(stderr, "punchline-rendezvous %s listening on %s (tcp+udp)\n", PL_VERSION_STRING, as);
+    ev_signal sint, sterm;
+    ev_signal_init(&sint, on_signal, SIGINT);
+    ev_signal_init(&sterm, on_signal, SIGTERM);
+    ev_signal_start(loop, &sint);
+    ev_signal_start(loop, &sterm);
+    ev_run(loop, 0);
+    server_free(s);
+    ev_loop_destroy(loop);
+    return 0;
+}

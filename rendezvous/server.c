@@ -1,0 +1,214 @@
+#include "server_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "timeutil.h"
+
+void srv_log(const server *s, int level, const char *fmt, ...)
+{
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    if (level > s->cfg.log_level)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%02d:%02d:%02d.%03ld rendezvous %s: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
+            ts.tv_nsec / 1000000, names[level], msg);
+}
+
+void srv_random_bytes(uint8_t *buf, size_t len)
+{
+    while (len) {
+        ssize_t n = getrandom(buf, len, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            abort(); /* no entropy source: secrets would be guessable */
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+}
+
+uint64_t srv_random64(void)
+{
+    uint64_t v;
+    srv_random_bytes((uint8_t *)&v, sizeof(v));
+    return v;
+}
+
+static int set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    server *s = w->data;
+    for (int i = 0; i < 64; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept(s->tcp_fd, (struct sockaddr *)&ss, &sl);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE) {
+                /* libev manual: a level-triggered accept watcher spins on
+                 * EMFILE.  Pause it; the tick timer resumes it. */
+                srv_log(s, SRV_LOG_WARN, "accept: %s; pausing accepts for a second", strerror(errno));
+                ev_io_stop(loop, w);
+            }
+            return;
+        }
+        if (s->nconns >= s->cfg.max_conns || set_nonblock(fd) < 0) {
+            close(fd);
+            continue;
+        }
+        netaddr remote;
+        netaddr_from_sockaddr(&remote, (struct sockaddr *)&ss, sl);
+        srv_conn_accept(s, fd, &remote);
+    }
+}
+
+static void expired_cb(reg_peer *p, void *user)
+{
+    server *s = user;
+    srv_conn *c = p->conn;
+    srv_log(s, SRV_LOG_INFO, "peer %s expired (no keepalive)", p->name);
+    if (c) {
+        c->peer = NULL; /* the registry frees p right after this callback */
+        srv_conn_close_after_flush(c);
+    }
+}
+
+static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    server *s = w->data;
+    uint64_t now = time_now_ms();
+    registry_expire(s->reg, now, expired_cb, s);
+    for (srv_conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (!c->peer && !c->closing && now > c->opened_ms + s->cfg.register_deadline_ms) {
+            srv_log(s, SRV_LOG_DEBUG, "connection without registration timed out");
+            srv_conn_free(c);
+        } else if (c->closing && now > c->opened_ms + s->cfg.register_deadline_ms + 5000) {
+            srv_conn_free(c); /* a peer that never reads its error */
+        }
+    }
+    if (!ev_is_active(&s->accept_w))
+        ev_io_start(loop, &s->accept_w);
+}
+
+static int open_socket(server *s, int type, char *err, size_t errlen)
+{
+    int fd = socket(s->cfg.listen.u.sa.sa_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    char as[NETADDR_STRLEN];
+    netaddr_format(&s->cfg.listen, as, sizeof(as));
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    if (type == SOCK_STREAM)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, &s->cfg.listen.u.sa, s->cfg.listen.len) < 0) {
+        snprintf(err, errlen, "cannot bind %s/%s: %s", as, type == SOCK_STREAM ? "tcp" : "udp",
+                 strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (type == SOCK_STREAM && listen(fd, 512) < 0) {
+        snprintf(err, errlen, "listen %s: %s", as, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+server *server_new(struct ev_loop *loop, const server_config *cfg, char *err, size_t errlen)
+{
+    server *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->loop = loop;
+    s->cfg = *cfg;
+    s->tcp_fd = s->udp_fd = -1;
+    if (!s->cfg.keepalive_ms)
+        s->cfg.keepalive_ms = 15000;
+    if (!s->cfg.expiry_ms)
+        s->cfg.expiry_ms = 60000;
+    if (!s->cfg.register_deadline_ms)
+        s->cfg.register_deadline_ms = 10000;
+    if (!s->cfg.max_conns)
+        s->cfg.max_conns = 15000;
+    registry_config rc = {.max_peers = cfg->max_peers, .expiry_ms = s->cfg.expiry_ms};
+    s->reg = registry_new(&rc);
+    if (!s->reg) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    s->tcp_fd = open_socket(s, SOCK_STREAM, err, errlen);
+    if (s->tcp_fd < 0)
+        goto fail;
+    /* With port 0, bind UDP to the port TCP got so both share one number. */
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    getsockname(s->tcp_fd, (struct sockaddr *)&ss, &sl);
+    netaddr_from_sockaddr(&s->local, (struct sockaddr *)&ss, sl);
+    s->cfg.listen = s->local;
+    s->udp_fd = open_socket(s, SOCK_DGRAM, err, errlen);
+    if (s->udp_fd < 0)
+        goto fail;
+    ev_io_init(&s->accept_w, accept_cb, s->tcp_fd, EV_READ);
+    s->accept_w.data = s;
+    ev_io_start(loop, &s->accept_w);
+    ev_io_init(&s->udp_w, srv_udp_readable, s->udp_fd, EV_READ);
+    s->udp_w.data = s;
+    ev_io_start(loop, &s->udp_w);
+    ev_timer_init(&s->tick, tick_cb, 1.0, 1.0);
+    s->tick.data = s;
+    ev_timer_start(loop, &s->tick);
+    return s;
+fail:
+    server_free(s);
+    return NULL;
+}
+
+void server_free(server *s)
+{
+    if (!s)
+        return;
+    while (s->conns)
+        srv_conn_free(s->conns);
+    if (s->loop) {
+        ev_io_stop(s->loop, &s->accept_w);
+        ev_io_stop(s->loop, &s->udp_w);
+        ev_timer_stop(s->loop, &s->tick);
+    }
+    if (s->tcp_fd >= 0)
+        close(s->tcp_fd);
+    if (s->udp_fd >= 0)
+        close(s->udp_fd);
+    registry_free(s->reg);
+    free(s);
+}
+
+void server_local_addr(const server *s, netaddr *out)
+{
+    *out = s->local;
+}

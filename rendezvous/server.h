@@ -1,0 +1,32 @@
+/* punchline-rendezvous as an embeddable object on a libev loop. */
+#ifndef PL_SERVER_H
+#define PL_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+
+struct ev_loop;
+
+enum srv_log_level { SRV_LOG_ERROR = 0, SRV_LOG_WARN, SRV_LOG_INFO, SRV_LOG_DEBUG };
+
+typedef struct server_config {
+    netaddr listen;              /* TCP and UDP on this address */
+    int log_level;               /* SRV_LOG_*; messages go to stderr */
+    uint32_t keepalive_ms;       /* told to peers; 0 = 15000 */
+    uint32_t expiry_ms;          /* silence that unregisters; 0 = 60000 */
+    uint32_t register_deadline_ms; /* a new connection must register within; 0 = 10000 */
+    size_t max_peers;            /* 0 = 10000 */
+    size_t max_conns;            /* open control connections; 0 = 15000 */
+} server_config;
+
+typedef struct server server;
+
+/* Bind and start.  On failure returns NULL and writes a reason to err. */
+server *server_new(struct ev_loop *loop, const server_config *cfg, char *err, size_t errlen);
+void server_free(server *s);
+/* The bound address (useful with port 0). */
+void server_local_addr(const server *s, netaddr *out);
+
+#endif

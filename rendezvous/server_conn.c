@@ -1,0 +1,437 @@
+/* One TCP control connection at the rendezvous: framing, registration,
+ * connect requests.  Every reply that ends a conversation (errors about the
+ * protocol itself) is flushed before the socket is closed. */
+#include "server_internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "timeutil.h"
+
+static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents);
+
+void srv_conn_accept(server *s, int fd, const netaddr *remote)
+{
+    srv_conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->srv = s;
+    c->fd = fd;
+    c->remote = *remote;
+    c->opened_ms = time_now_ms();
+    frame_reader_init(&c->fr);
+    ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
+    ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
+    c->rio.data = c->wio.data = c;
+    ev_io_start(s->loop, &c->rio);
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    char as[NETADDR_STRLEN];
+    netaddr_format(remote, as, sizeof(as));
+    srv_log(s, SRV_LOG_DEBUG, "connection from %s", as);
+}
+
+void srv_conn_free(srv_conn *c)
+{
+    server *s = c->srv;
+    if (c->peer) {
+        srv_log(s, SRV_LOG_INFO, "peer %s unregistered", c->peer->name);
+        registry_remove(s->reg, c->peer);
+    }
+    ev_io_stop(s->loop, &c->rio);
+    ev_io_stop(s->loop, &c->wio);
+    close(c->fd);
+    frame_reader_reset(&c->fr);
+    free(c->out);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->nconns--;
+    free(c);
+}
+
+void srv_conn_close_after_flush(srv_conn *c)
+{
+    c->closing = 1;
+    ev_io_stop(c->srv->loop, &c->rio);
+    if (c->peer) {
+        srv_log(c->srv, SRV_LOG_INFO, "peer %s unregistered", c->peer->name);
+        registry_remove(c->srv->reg, c->peer);
+        c->peer = NULL;
+    }
+    if (!c->out_len)
+        srv_conn_free(c);
+}
+
+/* Returns 0, or -1 if the connection was freed. */
+static int conn_flush(srv_conn *c)
+{
+    while (c->out_len) {
+        ssize_t n = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                ev_io_start(c->srv->loop, &c->wio);
+                return 0;
+            }
+            if (errno == EINTR)
+                continue;
+            srv_conn_free(c);
+            return -1;
+        }
+        memmove(c->out, c->out + n, c->out_len - (size_t)n);
+        c->out_len -= (size_t)n;
+    }
+    ev_io_stop(c->srv->loop, &c->wio);
+    if (c->closing) {
+        srv_conn_free(c);
+        return -1;
+    }
+    return 0;
+}
+
+static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    conn_flush(w->data);
+}
+
+/* Queue a frame.  A peer that lets SRV_OUT_MAX pile up is not reading: drop it. */
+int srv_conn_send(srv_conn *c, Punchline__Envelope *env)
+{
+    uint8_t buf[FRAME_HEADER + FRAME_MAX];
+    int n = wire_encode(env, buf + FRAME_HEADER, FRAME_MAX);
+    if (n < 0)
+        return -1;
+    frame_put_header(buf, (uint32_t)n);
+    size_t total = (size_t)n + FRAME_HEADER;
+    if (c->out_len + total > SRV_OUT_MAX) {
+        srv_log(c->srv, SRV_LOG_WARN, "dropping a connection that does not read its replies");
+        c->out_len = 0;
+        c->closing = 1;
+        return -1;
+    }
+    if (c->out_len + total > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap : 4096;
+        while (cap < c->out_len + total)
+            cap *= 2;
+        uint8_t *p = realloc(c->out, cap);
+        if (!p)
+            return -1;
+        c->out = p;
+        c->out_cap = cap;
+    }
+    memcpy(c->out + c->out_len, buf, total);
+    c->out_len += total;
+    if (!ev_is_active(&c->wio))
+        ev_io_start(c->srv->loop, &c->wio); /* flush from the loop: keeps c valid for callers */
+    return 0;
+}
+
+void srv_conn_send_error(srv_conn *c, Punchline__ErrorCode code, uint32_t request_id,
+                         const char *fmt, ...)
+{
+    char text[WIRE_MAX_TEXT + 1];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    Punchline__Error err = PUNCHLINE__ERROR__INIT;
+    err.code = code;
+    err.text = text;
+    err.request_id = request_id;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_ERROR;
+    env.error = &err;
+    srv_conn_send(c, &env);
+}
+
+static void handle_register(srv_conn *c, const Punchline__Register *m)
+{
+    server *s = c->srv;
+    if (c->peer) {
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__MALFORMED, 0, "already registered");
+        srv_conn_close_after_flush(c);
+        return;
+    }
+    uint64_t token;
+    do
+        token = srv_random64();
+    while (token == 0 || registry_find_token(s->reg, token));
+    reg_peer *p = NULL;
+    int rc = registry_add(s->reg, m->name, c, token, time_now_ms(), &p);
+    if (rc == REG_E_BAD_NAME) {
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__BAD_NAME, 0,
+                            "bad name: use 1-%d characters of A-Z a-z 0-9 . _ -", NAME_MAX_LEN);
+    } else if (rc == REG_E_NAME_IN_USE) {
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__NAME_IN_USE, 0, "name '%s' is in use",
+                            m->name);
+    } else if (rc != REG_OK) {
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__SERVER_FULL, 0, "server full");
+    }
+    if (rc != REG_OK) {
+        srv_conn_close_after_flush(c);
+        return;
+    }
+    c->peer = p;
+    p->observed_tcp = c->remote;
+    for (size_t i = 0; i < m->n_candidates && p->n_host < WIRE_MAX_HOST_CANDIDATES; i++) {
+        netaddr a;
+        if (m->candidates[i]->transport == PUNCHLINE__TRANSPORT__UDP &&
+            netaddr_from_endpoint(m->candidates[i]->endpoint, &a) == 0 &&
+            netaddr_is_usable_candidate(&a))
+            p->host[p->n_host++] = a;
+    }
+    uint8_t ipbuf[16];
+    Punchline__Endpoint ep;
+    netaddr_to_endpoint(&c->remote, &ep, ipbuf);
+    Punchline__RegisterResult rr = PUNCHLINE__REGISTER_RESULT__INIT;
+    rr.observed_tcp = &ep;
+    rr.udp_token = token;
+    rr.keepalive_ms = s->cfg.keepalive_ms;
+    rr.expiry_ms = s->cfg.expiry_ms;
+    rr.server_version = "punchline-rendezvous/" PL_VERSION_STRING;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_REGISTER_RESULT;
+    env.register_result = &rr;
+    srv_conn_send(c, &env);
+    char as[NETADDR_STRLEN];
+    netaddr_format(&c->remote, as, sizeof(as));
+    srv_log(s, SRV_LOG_INFO, "peer %s registered from %s (%zu host candidates)", p->name, as,
+            p->n_host);
+}
+
+/* Candidates of p as wire structs; storage lives in the caller's arrays. */
+static size_t fill_candidates(const reg_peer *p, Punchline__Candidate *cs, Punchline__Candidate **ptrs,
+                              Punchline__Endpoint *eps, uint8_t (*ips)[16])
+{
+    size_t n = 0;
+    /* server-reflexive first: the one most likely to work across NATs */
+    netaddr_to_endpoint(&p->observed_udp, &eps[n], ips[n]);
+    punchline__candidate__init(&cs[n]);
+    cs[n].kind = PUNCHLINE__CANDIDATE_KIND__SERVER_REFLEXIVE;
+    cs[n].transport = PUNCHLINE__TRANSPORT__UDP;
+    cs[n].endpoint = &eps[n];
+    ptrs[n] = &cs[n];
+    n++;
+    for (size_t i = 0; i < p->n_host; i++, n++) {
+        netaddr_to_endpoint(&p->host[i], &eps[n], ips[n]);
+        punchline__candidate__init(&cs[n]);
+        cs[n].kind = PUNCHLINE__CANDIDATE_KIND__HOST;
+        cs[n].transport = PUNCHLINE__TRANSPORT__UDP;
+        cs[n].endpoint = &eps[n];
+        ptrs[n] = &cs[n];
+    }
+    return n;
+}
+
+static void send_session(srv_conn *to, const reg_peer *other, uint64_t sid, const uint8_t *secret,
+                         Punchline__Role role, uint32_t request_id)
+{
+    enum { MAXC = WIRE_MAX_HOST_CANDIDATES + 1 };
+    Punchline__Candidate cs[MAXC], *ptrs[MAXC];
+    Punchline__Endpoint eps[MAXC];
+    uint8_t ips[MAXC][16];
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    char name[NAME_MAX_LEN + 1];
+    strcpy(name, other->name);
+
+    if (role == PUNCHLINE__ROLE__CONTROLLED) {
+        Punchline__IncomingConnection in = PUNCHLINE__INCOMING_CONNECTION__INIT;
+        in.session_id = sid;
+        in.peer_name = name;
+        env.body_case = PUNCHLINE__ENVELOPE__BODY_INCOMING;
+        env.incoming = &in;
+        srv_conn_send(to, &env);
+    }
+    Punchline__Candidates cm = PUNCHLINE__CANDIDATES__INIT;
+    cm.session_id = sid;
+    cm.peer_name = name;
+    cm.request_id = request_id;
+    cm.n_candidates = fill_candidates(other, cs, ptrs, eps, ips);
+    cm.candidates = ptrs;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_CANDIDATES;
+    env.candidates = &cm;
+    srv_conn_send(to, &env);
+
+    Punchline__PunchStart ps = PUNCHLINE__PUNCH_START__INIT;
+    ps.session_id = sid;
+    ps.peer_name = name;
+    ps.secret.data = (uint8_t *)secret;
+    ps.secret.len = WIRE_SECRET_LEN;
+    ps.role = role;
+    ps.request_id = request_id;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_PUNCH_START;
+    env.punch_start = &ps;
+    srv_conn_send(to, &env);
+}
+
+static void handle_connect(srv_conn *c, const Punchline__ConnectRequest *m)
+{
+    server *s = c->srv;
+    reg_peer *me = c->peer;
+    uint32_t rid = m->request_id;
+    if (!ratelimit_take(&me->connect_rl, time_now_ms())) {
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__RATE_LIMITED, rid,
+                            "too many connect requests; slow down");
+        return;
+    }
+    if (m->transport == PUNCHLINE__TRANSPORT__TCP) {
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__UNSUPPORTED, rid,
+                            "tcp transport is not supported by this server yet");
+        return;
+    }
+    if (!name_valid_cstr(m->peer_name)) {
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__BAD_NAME, rid, "bad peer name");
+        return;
+    }
+    if (strcmp(m->peer_name, me->name) == 0) {
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__SELF_CONNECT, rid,
+                            "cannot connect to yourself");
+        return;
+    }
+    reg_peer *other = registry_find(s->reg, m->peer_name);
+    if (!other || !other->conn || ((srv_conn *)other->conn)->closing) {
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__UNKNOWN_PEER, rid,
+                            "unknown peer '%s' (not registered)", m->peer_name);
+        return;
+    }
+    if (!me->observed_udp.len || !other->observed_udp.len) {
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__PEER_NOT_READY, rid,
+                            "%s has not bound its UDP endpoint yet; retry shortly",
+                            me->observed_udp.len ? other->name : "you");
+        return;
+    }
+    uint64_t sid = srv_random64();
+    uint8_t secret[WIRE_SECRET_LEN];
+    srv_random_bytes(secret, sizeof(secret));
+    /* Both sides get their messages in the same loop iteration so they start
+     * probing at (nearly) the same moment. */
+    send_session(other->conn, me, sid, secret, PUNCHLINE__ROLE__CONTROLLED, 0);
+    send_session(c, other, sid, secret, PUNCHLINE__ROLE__CONTROLLING, rid);
+    srv_log(s, SRV_LOG_INFO, "session %016llx: %s -> %s", (unsigned long long)sid, me->name,
+            other->name);
+}
+
+static void handle_candidates(srv_conn *c, const Punchline__Candidates *m)
+{
+    reg_peer *p = c->peer;
+    p->n_host = 0;
+    for (size_t i = 0; i < m->n_candidates && p->n_host < WIRE_MAX_HOST_CANDIDATES; i++) {
+        netaddr a;
+        if (m->candidates[i]->kind == PUNCHLINE__CANDIDATE_KIND__HOST &&
+            m->candidates[i]->transport == PUNCHLINE__TRANSPORT__UDP &&
+            netaddr_from_endpoint(m->candidates[i]->endpoint, &a) == 0 &&
+            netaddr_is_usable_candidate(&a))
+            p->host[p->n_host++] = a;
+    }
+}
+
+/* Returns 0, or -1 if the connection is closing/freed. */
+static int handle_frame(srv_conn *c, const uint8_t *buf, size_t len)
+{
+    server *s = c->srv;
+    Punchline__Envelope *env = NULL;
+    uint32_t version = 0;
+    int rc = wire_decode(buf, len, &env, &version);
+    if (rc == WIRE_E_VERSION) {
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__BAD_VERSION, 0,
+                            "server speaks protocol version %d, client sent version %u",
+                            WIRE_VERSION, version);
+        srv_conn_close_after_flush(c);
+        return -1;
+    }
+    if (rc != WIRE_OK) {
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__MALFORMED, 0, "malformed message");
+        srv_conn_close_after_flush(c);
+        return -1;
+    }
+    if (c->peer)
+        registry_touch(c->peer, time_now_ms());
+    int ret = 0;
+    if (!c->peer && env->body_case != PUNCHLINE__ENVELOPE__BODY_REGISTER) {
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__NOT_REGISTERED, 0,
+                            "register first (got %s)", wire_body_name(env));
+        srv_conn_close_after_flush(c);
+        ret = -1;
+        goto out;
+    }
+    switch (env->body_case) {
+    case PUNCHLINE__ENVELOPE__BODY_REGISTER:
+        handle_register(c, env->register_);
+        ret = c->closing ? -1 : 0;
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_KEEPALIVE: {
+        Punchline__Keepalive ka = PUNCHLINE__KEEPALIVE__INIT;
+        Punchline__Envelope r = PUNCHLINE__ENVELOPE__INIT;
+        r.body_case = PUNCHLINE__ENVELOPE__BODY_KEEPALIVE;
+        r.keepalive = &ka;
+        srv_conn_send(c, &r);
+        break;
+    }
+    case PUNCHLINE__ENVELOPE__BODY_CONNECT_REQUEST:
+        handle_connect(c, env->connect_request);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_CANDIDATES:
+        handle_candidates(c, env->candidates);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_CLOSE:
+        srv_conn_close_after_flush(c);
+        ret = -1;
+        break;
+    default:
+        srv_log(s, SRV_LOG_DEBUG, "unexpected %s on control connection", wire_body_name(env));
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__MALFORMED, 0, "unexpected %s",
+                            wire_body_name(env));
+        srv_conn_close_after_flush(c);
+        ret = -1;
+    }
+out:
+    wire_free(env);
+    return ret;
+}
+
+static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    srv_conn *c = w->data;
+    uint8_t buf[16384];
+    ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        srv_conn_free(c);
+        return;
+    }
+    if (n < 0)
+        return;
+    size_t off = 0;
+    while (off < (size_t)n) {
+        size_t used = 0;
+        int st = frame_reader_feed(&c->fr, buf + off, (size_t)n - off, &used);
+        off += used;
+        if (st == FRAME_MORE)
+            break;
+        if (st != FRAME_READY) {
+            srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__MALFORMED, 0,
+                                st == FRAME_EMPTY ? "empty frame" : "frame larger than %d bytes",
+                                FRAME_MAX);
+            srv_conn_close_after_flush(c);
+            return;
+        }
+        int rc = handle_frame(c, c->fr.buf, c->fr.len);
+        if (rc < 0)
+            return; /* closing (the frame buffer is freed with the connection) */
+        frame_reader_next(&c->fr);
+    }
+    if (c->closing && !c->out_len)
+        srv_conn_free(c);
+}
