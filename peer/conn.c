@@ -253,6 +253,7 @@ void conn_pump(pl_conn *c)
         if (now >= c->deadline_ms)
             conn_finish(c, PL_ERR_TIMEOUT, "no answer from the rendezvous");
         else {
+            ev_timer_stop(p->loop, &c->timer);
             ev_timer_set(&c->timer, (double)(c->deadline_ms - now) / 1000.0, 0.);
             ev_timer_start(p->loop, &c->timer);
         }

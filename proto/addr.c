@@ -164,16 +164,25 @@ bool netaddr_is_loopback(const netaddr *a)
     return a->len && IN6_IS_ADDR_LOOPBACK(&a->u.in6.sin6_addr);
 }
 
+static bool usable_v4(uint32_t ip)
+{
+    /* not 0.0.0.0/8 (incl. unspecified), not multicast 224/4, not broadcast */
+    return (ip >> 24) != 0 && (ip >> 28) != 0xe && ip != 0xffffffffu;
+}
+
 bool netaddr_is_usable_candidate(const netaddr *a)
 {
     if (!a->len || netaddr_port(a) == 0)
         return false;
-    if (a->u.sa.sa_family == AF_INET) {
-        uint32_t ip = ntohl(a->u.in4.sin_addr.s_addr);
-        if (ip == 0 || ip == 0xffffffffu || (ip >> 28) == 0xe || (ip >> 24) == 0)
-            return false;
-        return true;
-    }
+    if (a->u.sa.sa_family == AF_INET)
+        return usable_v4(ntohl(a->u.in4.sin_addr.s_addr));
     const struct in6_addr *ip6 = &a->u.in6.sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(ip6)) {
+        /* ::ffff:a.b.c.d reaches the IPv4 address: same rules (the trick
+         * behind coturn CVE-2020-26262). */
+        uint32_t ip;
+        memcpy(&ip, &ip6->s6_addr[12], 4);
+        return usable_v4(ntohl(ip));
+    }
     return !IN6_IS_ADDR_UNSPECIFIED(ip6) && !IN6_IS_ADDR_MULTICAST(ip6);
 }

@@ -104,7 +104,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
         if (!c->peer && !c->closing && now > c->opened_ms + s->cfg.register_deadline_ms) {
             srv_log(s, SRV_LOG_DEBUG, "connection without registration timed out");
             srv_conn_free(c);
-        } else if (c->closing && now > c->opened_ms + s->cfg.register_deadline_ms + 5000) {
+        } else if (c->closing && now > c->closing_ms + 5000) {
             srv_conn_free(c); /* a peer that never reads its error */
         }
     }

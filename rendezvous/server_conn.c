@@ -65,15 +65,19 @@ void srv_conn_free(srv_conn *c)
 
 void srv_conn_close_after_flush(srv_conn *c)
 {
+    if (c->closing)
+        return;
     c->closing = 1;
+    c->closing_ms = time_now_ms();
     ev_io_stop(c->srv->loop, &c->rio);
     if (c->peer) {
         srv_log(c->srv, SRV_LOG_INFO, "peer %s unregistered", c->peer->name);
         registry_remove(c->srv->reg, c->peer);
         c->peer = NULL;
     }
-    if (!c->out_len)
-        srv_conn_free(c);
+    /* Freed by the next write-watcher call (conn_flush), never here: callers
+     * may still hold c. */
+    ev_io_start(c->srv->loop, &c->wio);
 }
 
 /* Returns 0, or -1 if the connection was freed. */
@@ -116,10 +120,14 @@ int srv_conn_send(srv_conn *c, Punchline__Envelope *env)
         return -1;
     frame_put_header(buf, (uint32_t)n);
     size_t total = (size_t)n + FRAME_HEADER;
+    if (c->closing)
+        return -1; /* nothing more after the last word */
     if (c->out_len + total > SRV_OUT_MAX) {
+        /* Drop what it never read and close from the write watcher, so the
+         * caller's c stays valid until it returns. */
         srv_log(c->srv, SRV_LOG_WARN, "dropping a connection that does not read its replies");
         c->out_len = 0;
-        c->closing = 1;
+        srv_conn_close_after_flush(c);
         return -1;
     }
     if (c->out_len + total > c->out_cap) {

@@ -23,6 +23,7 @@ typedef struct srv_conn {
     uint8_t *out;
     size_t out_len, out_cap;
     int closing;                 /* flush then close */
+    uint64_t closing_ms;
     struct srv_conn *prev, *next;
 } srv_conn;
 

@@ -79,13 +79,24 @@ static void finish(chat *ch, int code)
     ev_break(ch->loop, EVBREAK_ALL);
 }
 
-/* Copy text into out replacing control characters (a peer must not be able
- * to drive our terminal). */
+/* Copy text into out replacing control characters, so a peer cannot drive
+ * our terminal: C0 (except tab), DEL, and UTF-8 encoded C1 (U+0080..U+009F,
+ * 0xC2 0x80..0x9F, which some terminals obey).  Other UTF-8 passes through. */
 static void sanitize(const uint8_t *in, size_t len, char *out)
 {
-    for (size_t i = 0; i < len; i++)
-        out[i] = (in[i] < 32 && in[i] != '\t') || in[i] == 127 ? '?' : (char)in[i];
-    out[len] = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        uint8_t b = in[i];
+        if (b == 0xC2 && i + 1 < len && in[i + 1] >= 0x80 && in[i + 1] <= 0x9F) {
+            out[o++] = '?';
+            i++;
+        } else if ((b < 32 && b != '\t') || b == 127) {
+            out[o++] = '?';
+        } else {
+            out[o++] = (char)b;
+        }
+    }
+    out[o] = 0;
 }
 
 static void on_message(pl_conn *c, const uint8_t *data, size_t len, void *user)
@@ -165,7 +176,7 @@ static void send_pending(chat *ch)
 {
     if (!ch->conn)
         return;
-    for (;;) {
+    while (ch->in_off < ch->in_len) {
         char *start = ch->inbuf + ch->in_off;
         size_t avail = ch->in_len - ch->in_off;
         char *nl = memchr(start, '\n', avail);
@@ -195,10 +206,11 @@ static void send_pending(chat *ch)
             fprintf(stderr, "punchline-chat: line longer than %d bytes was cut\n", PL_MAX_MESSAGE);
         ch->in_off += len + (nl ? 1 : 0);
     }
-    /* compact */
-    memmove(ch->inbuf, ch->inbuf + ch->in_off, ch->in_len - ch->in_off);
-    ch->in_len -= ch->in_off;
-    ch->in_off = 0;
+    if (ch->in_off) { /* compact */
+        memmove(ch->inbuf, ch->inbuf + ch->in_off, ch->in_len - ch->in_off);
+        ch->in_len -= ch->in_off;
+        ch->in_off = 0;
+    }
     if (ch->stdin_eof) {
         if (ch->in_len == 0)
             pl_conn_shutdown(ch->conn);

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# tests/integration/test_chat_loopback.sh BINDIR
+# punchline-chat end to end on 127.0.0.1 (no root needed): a rendezvous on a
+# free port, bob waits, alice connects by name, a conversation both ways,
+# clean exits on EOF; plus the error paths (unknown peer, tcp transport not
+# supported yet, rendezvous that cannot bind) and --help of both binaries.
+# shellcheck source-path=SCRIPTDIR
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=chat_common.sh
+. "$here/chat_common.sh"
+
+trap chat_finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+trap 'exit 141' PIPE
+chat_setup "${1:-}"
+rz_bin="$CHAT_BIN_DIR/punchline-rendezvous"
+chat_bin="$CHAT_BIN_DIR/punchline-chat"
+
+# --help of both binaries: exit 0 and print a usage text (stdout or stderr).
+for bin in punchline-rendezvous punchline-chat; do
+    rc=0
+    timeout 10 "$CHAT_BIN_DIR/$bin" --help >"$CHAT_WORK/help-$bin.out" 2>"$CHAT_WORK/help-$bin.err" || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        chat_fail "$bin --help exited $rc (want 0)"
+    elif ! cat "$CHAT_WORK/help-$bin.out" "$CHAT_WORK/help-$bin.err" | grep -qi usage; then
+        chat_fail "$bin --help printed no usage text"
+    else
+        chat_pass "$bin --help"
+    fi
+done
+
+# A free port: random in 20000-60000, not in use, and the rendezvous must
+# actually bind it (it exits non-zero when it cannot; then try another).
+port=""
+for attempt in 1 2 3 4 5 6 7 8; do
+    p=$(shuf -i 20000-60000 -n 1)
+    if _chat_ss - "$p"; then continue; fi
+    rc=0
+    chat_start_rendezvous - 127.0.0.1 "$p" || rc=$?
+    if [ "$rc" -eq 0 ]; then
+        port=$p
+        break
+    fi
+    chat_log "rendezvous on port $p failed (attempt $attempt, rc=$rc), retrying"
+    chat_stop rendezvous || true
+    mv "$CHAT_WORK/rendezvous.err" "$CHAT_WORK/rendezvous-attempt$attempt.err"
+    unset 'CHAT_RC[rendezvous]'
+done
+if [ -z "$port" ]; then
+    chat_fail "could not start punchline-rendezvous on 127.0.0.1"
+    exit 1
+fi
+chat_pass "rendezvous listening on 127.0.0.1:$port"
+server="127.0.0.1:$port"
+
+chat_conversation "$server" - - 127.0.0.1 127.0.0.1 || true
+
+# Unknown peer: exit 1 quickly with "unknown peer".
+t0=$(date +%s%N)
+chat_spawn - unknown /dev/null "$chat_bin" --server "$server" --name carol --peer nobody --timeout 20
+if ! chat_wait_exit unknown 15; then
+    chat_fail "chat --peer nobody still running after 15s (want a quick 'unknown peer' error)"
+else
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    if [ "${CHAT_RC[unknown]}" -ne 1 ]; then
+        chat_fail "chat --peer nobody exited ${CHAT_RC[unknown]} (want 1)"
+    elif ! grep -q 'unknown peer' "$CHAT_WORK/unknown.err" "$CHAT_WORK/unknown.out"; then
+        chat_fail "chat --peer nobody: no 'unknown peer' message"
+    elif [ "$ms" -gt 5000 ]; then
+        chat_fail "chat --peer nobody took ${ms}ms (want well under the 20s timeout)"
+    else
+        chat_pass "unknown peer rejected in ${ms}ms"
+    fi
+fi
+
+# --transport tcp is not implemented yet: exit 1 with "not supported yet".
+chat_spawn - tcp /dev/null "$chat_bin" --server "$server" --name dave --peer bob --transport tcp --timeout 5
+if ! chat_wait_exit tcp 10; then
+    chat_fail "chat --transport tcp still running after 10s"
+elif [ "${CHAT_RC[tcp]}" -ne 1 ]; then
+    chat_fail "chat --transport tcp exited ${CHAT_RC[tcp]} (want 1)"
+elif ! grep -q 'not supported yet' "$CHAT_WORK/tcp.err" "$CHAT_WORK/tcp.out"; then
+    chat_fail "chat --transport tcp: no 'not supported yet' message"
+else
+    chat_pass "--transport tcp: not supported yet, exit 1"
+fi
+
+# A second rendezvous on the same address cannot bind: exit 1, with a message.
+chat_spawn - rz-dup /dev/null "$rz_bin" --listen "$server"
+if ! chat_wait_exit rz-dup 5; then
+    chat_fail "second rendezvous on busy $server still running after 5s (want exit 1: cannot bind)"
+    chat_stop rz-dup || true
+elif [ "${CHAT_RC[rz-dup]}" -ne 1 ]; then
+    chat_fail "second rendezvous on busy $server exited ${CHAT_RC[rz-dup]} (want 1)"
+elif [ ! -s "$CHAT_WORK/rz-dup.err" ]; then
+    chat_fail "second rendezvous on busy $server exited 1 without a message"
+else
+    chat_pass "rendezvous refuses a busy port: $(head -n 1 "$CHAT_WORK/rz-dup.err")"
+fi
+
+# SIGTERM: the rendezvous exits cleanly.
+if ! chat_stop rendezvous; then
+    chat_fail "rendezvous did not exit within 5s of SIGTERM"
+elif [ "${CHAT_RC[rendezvous]}" -ne 0 ]; then
+    chat_fail "rendezvous exited ${CHAT_RC[rendezvous]} on SIGTERM (want 0)"
+else
+    chat_pass "rendezvous exits 0 on SIGTERM"
+fi
+
+chat_exit

@@ -1,0 +1,398 @@
+/* The rendezvous server on loopback, driven by raw client sockets in the
+ * same thread: the test steps the server's libev loop until the reply it
+ * expects is readable.  Checks the protocol-level behaviour of
+ * docs/PROTOCOL.md sections 1, 3, 4 and 6. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <ev.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "server.h"
+#include "timeutil.h"
+#include "wire.h"
+
+static struct ev_loop *loop;
+static server *srv;
+static netaddr srv_addr;
+
+static void setup(void)
+{
+    loop = ev_loop_new(EVFLAG_AUTO);
+    server_config cfg = {.log_level = SRV_LOG_ERROR, .register_deadline_ms = 1000};
+    cr_assert_eq(netaddr_parse("127.0.0.1:0", &cfg.listen, false), 0);
+    char err[256];
+    srv = server_new(loop, &cfg, err, sizeof(err));
+    cr_assert_not_null(srv, "server_new: %s", err);
+    server_local_addr(srv, &srv_addr);
+}
+
+static void teardown(void)
+{
+    server_free(srv);
+    ev_loop_destroy(loop);
+}
+
+TestSuite(rendezvous, .init = setup, .fini = teardown, .timeout = 20);
+
+/* Step the server until fd is readable (or ms pass). */
+static bool pump_until_readable(int fd, int ms)
+{
+    uint64_t end = time_now_ms() + (uint64_t)ms;
+    while (time_now_ms() < end) {
+        ev_run(loop, EVRUN_NOWAIT);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 5) > 0)
+            return true;
+    }
+    return false;
+}
+
+static int tcp_client(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(connect(fd, &srv_addr.u.sa, srv_addr.len), 0, "connect: %s", strerror(errno));
+    ev_run(loop, EVRUN_NOWAIT); /* accept */
+    return fd;
+}
+
+static void send_raw(int fd, const void *buf, size_t len)
+{
+    cr_assert_eq(send(fd, buf, len, 0), (ssize_t)len);
+}
+
+static void send_env(int fd, Punchline__Envelope *env)
+{
+    uint8_t buf[FRAME_HEADER + FRAME_MAX];
+    int n = wire_encode(env, buf + FRAME_HEADER, FRAME_MAX);
+    cr_assert_gt(n, 0);
+    frame_put_header(buf, (uint32_t)n);
+    send_raw(fd, buf, (size_t)n + FRAME_HEADER);
+}
+
+/* Read one frame; NULL if the server closed the connection first. */
+static Punchline__Envelope *recv_env(int fd)
+{
+    frame_reader fr;
+    frame_reader_init(&fr);
+    for (;;) {
+        cr_assert(pump_until_readable(fd, 3000), "no reply from the server");
+        uint8_t b;
+        ssize_t n = recv(fd, &b, 1, 0);
+        if (n <= 0) {
+            frame_reader_reset(&fr);
+            return NULL;
+        }
+        size_t used;
+        int st = frame_reader_feed(&fr, &b, 1, &used);
+        cr_assert_geq(st, 0);
+        if (st == FRAME_READY) {
+            Punchline__Envelope *env = NULL;
+            cr_assert_eq(wire_decode(fr.buf, fr.len, &env, NULL), WIRE_OK);
+            frame_reader_reset(&fr);
+            return env;
+        }
+    }
+}
+
+static void expect_error(int fd, Punchline__ErrorCode code)
+{
+    Punchline__Envelope *env = recv_env(fd);
+    cr_assert_not_null(env, "connection closed without an error message");
+    cr_assert_eq(env->body_case, PUNCHLINE__ENVELOPE__BODY_ERROR, "got %s", wire_body_name(env));
+    cr_assert_eq(env->error->code, code, "error %d (%s), want %d", env->error->code,
+                 env->error->text, code);
+    cr_assert_gt(strlen(env->error->text), 0, "error without text");
+    wire_free(env);
+}
+
+static void expect_closed(int fd)
+{
+    cr_assert(pump_until_readable(fd, 3000), "server kept the connection open");
+    char b;
+    cr_assert_leq(recv(fd, &b, 1, 0), 0, "more data where a close was expected");
+}
+
+static Punchline__RegisterResult *do_register(int fd, const char *name, Punchline__Envelope **keep)
+{
+    Punchline__Register reg = PUNCHLINE__REGISTER__INIT;
+    reg.name = (char *)name;
+    reg.client_version = "test";
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_REGISTER;
+    env.register_ = &reg;
+    send_env(fd, &env);
+    *keep = recv_env(fd);
+    cr_assert_not_null(*keep);
+    cr_assert_eq((*keep)->body_case, PUNCHLINE__ENVELOPE__BODY_REGISTER_RESULT, "got %s",
+                 wire_body_name(*keep));
+    return (*keep)->register_result;
+}
+
+/* Bind the UDP side of a registration; returns the UDP socket. */
+static int udp_bind(uint64_t token, netaddr *observed)
+{
+    int u = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(u, (struct sockaddr *)&a, sizeof(a)), 0);
+    Punchline__UdpBind ub = PUNCHLINE__UDP_BIND__INIT;
+    ub.udp_token = token;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_UDP_BIND;
+    env.udp_bind = &ub;
+    uint8_t buf[64];
+    int n = wire_encode_udp(&env, buf, sizeof(buf));
+    cr_assert_eq(sendto(u, buf, (size_t)n, 0, &srv_addr.u.sa, srv_addr.len), n);
+    cr_assert(pump_until_readable(u, 3000), "no UdpBound");
+    uint8_t in[WIRE_UDP_MAX];
+    ssize_t r = recv(u, in, sizeof(in), 0);
+    Punchline__Envelope *rep = NULL;
+    cr_assert_eq(wire_decode_udp(in, (size_t)r, &rep, NULL), WIRE_OK);
+    cr_assert_eq(rep->body_case, PUNCHLINE__ENVELOPE__BODY_UDP_BOUND);
+    cr_assert_eq(netaddr_from_endpoint(rep->udp_bound->observed_udp, observed), 0);
+    wire_free(rep);
+    return u;
+}
+
+Test(rendezvous, other_version_gets_bad_version_then_close)
+{
+    int fd = tcp_client();
+    /* Envelope{version=2, register{name="x"}} hand-encoded: a future client */
+    const uint8_t frame[] = {0, 0, 0, 7, 0x08, 0x02, 0x52, 0x03, 0x0a, 0x01, 'x'};
+    send_raw(fd, frame, sizeof(frame));
+    expect_error(fd, PUNCHLINE__ERROR_CODE__BAD_VERSION);
+    expect_closed(fd);
+    close(fd);
+}
+
+Test(rendezvous, oversized_and_empty_frames_are_refused)
+{
+    const uint8_t big[] = {0xff, 0xff, 0xff, 0xff};
+    const uint8_t over[] = {0, 0, (FRAME_MAX + 1) >> 8, (FRAME_MAX + 1) & 0xff};
+    const uint8_t empty[] = {0, 0, 0, 0};
+    const uint8_t *cases[] = {big, over, empty};
+    for (size_t i = 0; i < 3; i++) {
+        int fd = tcp_client();
+        send_raw(fd, cases[i], 4);
+        expect_error(fd, PUNCHLINE__ERROR_CODE__MALFORMED);
+        expect_closed(fd);
+        close(fd);
+    }
+}
+
+Test(rendezvous, garbage_is_malformed)
+{
+    int fd = tcp_client();
+    const uint8_t frame[] = {0, 0, 0, 3, 0xff, 0xff, 0xff};
+    send_raw(fd, frame, sizeof(frame));
+    expect_error(fd, PUNCHLINE__ERROR_CODE__MALFORMED);
+    expect_closed(fd);
+    close(fd);
+}
+
+Test(rendezvous, request_before_register_is_refused)
+{
+    int fd = tcp_client();
+    Punchline__ConnectRequest cr = PUNCHLINE__CONNECT_REQUEST__INIT;
+    cr.peer_name = "bob";
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_CONNECT_REQUEST;
+    env.connect_request = &cr;
+    send_env(fd, &env);
+    expect_error(fd, PUNCHLINE__ERROR_CODE__NOT_REGISTERED);
+    expect_closed(fd);
+    close(fd);
+}
+
+Test(rendezvous, register_reports_observed_endpoint_and_udp_binding)
+{
+    int fd = tcp_client();
+    Punchline__Envelope *keep;
+    Punchline__RegisterResult *rr = do_register(fd, "alice", &keep);
+    struct sockaddr_in local;
+    socklen_t sl = sizeof(local);
+    getsockname(fd, (struct sockaddr *)&local, &sl);
+    netaddr obs;
+    cr_assert_eq(netaddr_from_endpoint(rr->observed_tcp, &obs), 0);
+    cr_assert_eq(netaddr_port(&obs), ntohs(local.sin_port), "observed TCP port is not ours");
+    cr_assert_neq(rr->udp_token, 0);
+    cr_assert_gt(rr->keepalive_ms, 0);
+    netaddr udp_obs;
+    int u = udp_bind(rr->udp_token, &udp_obs);
+    getsockname(u, (struct sockaddr *)&local, &sl);
+    cr_assert_eq(netaddr_port(&udp_obs), ntohs(local.sin_port), "observed UDP port is not ours");
+    wire_free(keep);
+    close(u);
+    close(fd);
+}
+
+Test(rendezvous, keepalive_is_echoed)
+{
+    int fd = tcp_client();
+    Punchline__Envelope *keep;
+    do_register(fd, "kim", &keep);
+    wire_free(keep);
+    Punchline__Keepalive ka = PUNCHLINE__KEEPALIVE__INIT;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_KEEPALIVE;
+    env.keepalive = &ka;
+    send_env(fd, &env);
+    Punchline__Envelope *r = recv_env(fd);
+    cr_assert_not_null(r);
+    cr_assert_eq(r->body_case, PUNCHLINE__ENVELOPE__BODY_KEEPALIVE);
+    wire_free(r);
+    close(fd);
+}
+
+Test(rendezvous, name_in_use_and_bad_name)
+{
+    int a = tcp_client();
+    Punchline__Envelope *keep;
+    do_register(a, "alice", &keep);
+    wire_free(keep);
+
+    int b = tcp_client();
+    Punchline__Register reg = PUNCHLINE__REGISTER__INIT;
+    reg.name = "alice";
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_REGISTER;
+    env.register_ = &reg;
+    send_env(b, &env);
+    expect_error(b, PUNCHLINE__ERROR_CODE__NAME_IN_USE);
+    expect_closed(b);
+    close(b);
+
+    int c = tcp_client();
+    reg.name = "bad name\x01";
+    send_env(c, &env);
+    expect_error(c, PUNCHLINE__ERROR_CODE__BAD_NAME);
+    expect_closed(c);
+    close(c);
+
+    /* once the holder leaves, the name is free again */
+    close(a);
+    for (int i = 0; i < 20; i++)
+        ev_run(loop, EVRUN_NOWAIT), usleep(1000);
+    int d = tcp_client();
+    do_register(d, "alice", &keep);
+    wire_free(keep);
+    close(d);
+}
+
+static void send_connect(int fd, const char *peer, uint32_t rid)
+{
+    Punchline__ConnectRequest cr = PUNCHLINE__CONNECT_REQUEST__INIT;
+    cr.peer_name = (char *)peer;
+    cr.request_id = rid;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_CONNECT_REQUEST;
+    env.connect_request = &cr;
+    send_env(fd, &env);
+}
+
+Test(rendezvous, connect_errors_carry_the_request_id)
+{
+    int a = tcp_client();
+    Punchline__Envelope *keep;
+    Punchline__RegisterResult *rr = do_register(a, "alice", &keep);
+    netaddr obs;
+    int u = udp_bind(rr->udp_token, &obs);
+    wire_free(keep);
+
+    send_connect(a, "nobody", 41);
+    Punchline__Envelope *e = recv_env(a);
+    cr_assert_not_null(e);
+    cr_assert_eq(e->body_case, PUNCHLINE__ENVELOPE__BODY_ERROR);
+    cr_assert_eq(e->error->code, PUNCHLINE__ERROR_CODE__UNKNOWN_PEER);
+    cr_assert_eq(e->error->request_id, 41);
+    cr_assert(strstr(e->error->text, "nobody"), "text names the peer: %s", e->error->text);
+    wire_free(e);
+
+    send_connect(a, "alice", 42);
+    expect_error(a, PUNCHLINE__ERROR_CODE__SELF_CONNECT);
+
+    /* bob registered but without UDP: not ready */
+    int b = tcp_client();
+    do_register(b, "bob", &keep);
+    wire_free(keep);
+    send_connect(a, "bob", 43);
+    expect_error(a, PUNCHLINE__ERROR_CODE__PEER_NOT_READY);
+    close(b);
+    close(u);
+    close(a);
+}
+
+Test(rendezvous, connect_starts_both_sides)
+{
+    int a = tcp_client(), b = tcp_client();
+    Punchline__Envelope *ka, *kb;
+    Punchline__RegisterResult *ra = do_register(a, "alice", &ka);
+    Punchline__RegisterResult *rb = do_register(b, "bob", &kb);
+    netaddr oa, ob;
+    int ua = udp_bind(ra->udp_token, &oa), ub = udp_bind(rb->udp_token, &ob);
+    wire_free(ka);
+    wire_free(kb);
+
+    send_connect(a, "bob", 7);
+    /* bob: IncomingConnection, Candidates, PunchStart(CONTROLLED) */
+    Punchline__Envelope *in = recv_env(b), *cb = recv_env(b), *pb = recv_env(b);
+    cr_assert_eq(in->body_case, PUNCHLINE__ENVELOPE__BODY_INCOMING);
+    cr_assert_str_eq(in->incoming->peer_name, "alice");
+    cr_assert_eq(cb->body_case, PUNCHLINE__ENVELOPE__BODY_CANDIDATES);
+    cr_assert_geq(cb->candidates->n_candidates, 1);
+    netaddr first;
+    netaddr_from_endpoint(cb->candidates->candidates[0]->endpoint, &first);
+    cr_assert(netaddr_equal(&first, &oa), "first candidate is alice's server-reflexive endpoint");
+    cr_assert_eq(pb->body_case, PUNCHLINE__ENVELOPE__BODY_PUNCH_START);
+    cr_assert_eq(pb->punch_start->role, PUNCHLINE__ROLE__CONTROLLED);
+    /* alice: Candidates, PunchStart(CONTROLLING) with her request id */
+    Punchline__Envelope *ca = recv_env(a), *pa = recv_env(a);
+    cr_assert_eq(ca->body_case, PUNCHLINE__ENVELOPE__BODY_CANDIDATES);
+    cr_assert_eq(ca->candidates->request_id, 7);
+    cr_assert_eq(pa->body_case, PUNCHLINE__ENVELOPE__BODY_PUNCH_START);
+    cr_assert_eq(pa->punch_start->role, PUNCHLINE__ROLE__CONTROLLING);
+    cr_assert_eq(pa->punch_start->request_id, 7);
+    cr_assert_eq(pa->punch_start->session_id, pb->punch_start->session_id);
+    cr_assert_eq(pa->punch_start->session_id, in->incoming->session_id);
+    cr_assert_eq(pa->punch_start->secret.len, WIRE_SECRET_LEN);
+    cr_assert_eq(memcmp(pa->punch_start->secret.data, pb->punch_start->secret.data, WIRE_SECRET_LEN), 0);
+    wire_free(in), wire_free(cb), wire_free(pb), wire_free(ca), wire_free(pa);
+    close(ua), close(ub), close(a), close(b);
+}
+
+Test(rendezvous, unregistered_connection_times_out)
+{
+    int fd = tcp_client();
+    /* register_deadline_ms is 1000 in this suite; the tick runs every second */
+    expect_closed(fd);
+    close(fd);
+}
+
+Test(rendezvous, udp_noise_is_ignored_and_server_keeps_serving)
+{
+    int u = socket(AF_INET, SOCK_DGRAM, 0);
+    const uint8_t noise[][8] = {{0}, {0x00, 0x01, 0, 0}, {22, 3, 1}, {0x50, 0xff, 0xff}, {0x50}};
+    const size_t lens[] = {0, 4, 3, 3, 1};
+    for (size_t i = 0; i < 5; i++)
+        sendto(u, noise[i], lens[i], 0, &srv_addr.u.sa, srv_addr.len);
+    /* unknown token: silently dropped */
+    Punchline__UdpBind ubm = PUNCHLINE__UDP_BIND__INIT;
+    ubm.udp_token = 12345;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_UDP_BIND;
+    env.udp_bind = &ubm;
+    uint8_t buf[64];
+    int n = wire_encode_udp(&env, buf, sizeof(buf));
+    sendto(u, buf, (size_t)n, 0, &srv_addr.u.sa, srv_addr.len);
+    cr_assert_not(pump_until_readable(u, 300), "the server answered noise or an unknown token");
+    close(u);
+    int fd = tcp_client();
+    Punchline__Envelope *keep;
+    do_register(fd, "still-serving", &keep);
+    wire_free(keep);
+    close(fd);
+}

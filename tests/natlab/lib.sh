@@ -1,0 +1,366 @@
+# shellcheck shell=bash
+# tests/natlab/lib.sh - build NAT-lab topologies out of network namespaces.
+#
+# Source this file, then:
+#
+#   natlab_init || { echo "SKIP: needs root and network namespaces"; exit 77; }
+#   trap natlab_cleanup EXIT INT TERM
+#   natlab_add_internet                                   # 203.0.113.1/24
+#   natlab_add_router ra 203.0.113.11 10.0.1.0/24 port-restricted
+#   natlab_add_host   alice ra 10.0.1.10
+#   natlab_exec alice ping -c1 203.0.113.1
+#
+# Every namespace is named "$NATLAB_PREFIX-<name>" (prefix unique per run, so
+# parallel tests never collide). All links live inside those namespaces: no
+# interface, route or rule is ever created in the caller's namespace, so
+# deleting the namespaces removes the whole lab. See docs/NATLAB.md.
+#
+# The functions return non-zero on error and never call exit, so they are safe
+# to use from a script running under `set -euo pipefail`.
+
+# Address of the bridge in the internet namespace (the rendezvous lives there).
+NATLAB_INET_IP=203.0.113.1
+NATLAB_INET_PLEN=24
+
+NATLAB_PREFIX=${NATLAB_PREFIX:-}
+NATLAB_NAMESPACES=()
+declare -gA NATLAB_LAN_IP=()    # router name -> router's LAN address
+declare -gA NATLAB_LAN_PLEN=()  # router name -> LAN prefix length
+declare -gA NATLAB_WAN_IP=()    # router name -> router's public (WAN) address
+declare -gA NATLAB_TYPE=()      # router name -> NAT type
+declare -gA NATLAB_HOST_IP=()   # host name -> LAN address
+declare -gA NATLAB_HOST_ROUTER=() # host name -> router name
+
+_natlab_err() { printf 'natlab: %s\n' "$*" >&2; }
+
+# Run a command quietly; on failure show what failed (debugging a half-built
+# lab without this is painful).
+_natlab_run() {
+    local out
+    if ! out=$("$@" 2>&1); then
+        _natlab_err "command failed: $* :: $out"
+        return 1
+    fi
+}
+
+# natlab_ns NAME -> prints the namespace name for lab node NAME.
+natlab_ns() { printf '%s-%s\n' "$NATLAB_PREFIX" "$1"; }
+
+# natlab_exec NAME CMD... -> run CMD inside node NAME's namespace.
+natlab_exec() {
+    local name=$1
+    shift
+    ip netns exec "$(natlab_ns "$name")" "$@"
+}
+
+# natlab_init: check we can build a lab and pick a unique prefix.
+# Returns 1 (with a reason on stderr) when not root or netns are unavailable;
+# callers turn that into a test skip (exit 77).
+natlab_init() {
+    if [ "$(id -u)" -ne 0 ]; then
+        _natlab_err "not root"
+        return 1
+    fi
+    local tool
+    for tool in ip nft sysctl; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            _natlab_err "missing tool: $tool"
+            return 1
+        fi
+    done
+    # pl<pid> is unique among running processes; add a random suffix in case a
+    # stale lab from a dead process with the same pid is still around.
+    NATLAB_PREFIX="pl$$"
+    if ip netns list 2>/dev/null | grep -q "^${NATLAB_PREFIX}-"; then
+        NATLAB_PREFIX="pl$$r${RANDOM}"
+    fi
+    NATLAB_NAMESPACES=()
+    # Probe: can we really create a namespace here (containers often can't)?
+    local probe
+    probe=$(natlab_ns probe)
+    if ! ip netns add "$probe" 2>/dev/null; then
+        _natlab_err "cannot create network namespaces (ip netns add failed)"
+        return 1
+    fi
+    ip netns del "$probe" 2>/dev/null || true
+    return 0
+}
+
+# _natlab_new_ns NAME: create a namespace for node NAME with lo up and
+# IPv6 off (no DAD/RA noise in captures; the lab is IPv4 only for now).
+_natlab_new_ns() {
+    local ns
+    ns=$(natlab_ns "$1")
+    _natlab_run ip netns add "$ns" || return 1
+    NATLAB_NAMESPACES+=("$ns")
+    _natlab_run ip -n "$ns" link set lo up || return 1
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 >/dev/null 2>&1 || true
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1 >/dev/null 2>&1 || true
+    # br_netfilter (if loaded) would push bridged frames through this
+    # namespace's IP filter chains; a LAN switch must not be firewalled.
+    if [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then
+        ip netns exec "$ns" sysctl -qw net.bridge.bridge-nf-call-iptables=0 >/dev/null 2>&1 || true
+    fi
+}
+
+# _natlab_new_bridge NS BR: a bridge that forwards immediately (no STP delay).
+_natlab_new_bridge() {
+    _natlab_run ip -n "$1" link add name "$2" type bridge forward_delay 0 stp_state 0 || return 1
+    _natlab_run ip -n "$1" link set "$2" up
+}
+
+# natlab_add_internet: the "internet": one namespace with a bridge br0 holding
+# 203.0.113.1/24. Routers plug their WAN side into it; the rendezvous server
+# runs in it (natlab_exec inet ...).
+natlab_add_internet() {
+    local ns
+    ns=$(natlab_ns inet)
+    _natlab_new_ns inet || return 1
+    _natlab_new_bridge "$ns" br0 || return 1
+    _natlab_run ip -n "$ns" addr add "$NATLAB_INET_IP/$NATLAB_INET_PLEN" dev br0
+}
+
+# _natlab_first_ip CIDR: router address for a LAN given as a.b.c.d/N:
+# network address -> .1 of it (10.0.1.0/24 -> 10.0.1.1); any other host part
+# is taken as the router's address as given (10.0.1.254/24 -> 10.0.1.254).
+_natlab_first_ip() {
+    local addr=${1%/*} a b c d
+    IFS=. read -r a b c d <<<"$addr"
+    if [ "$d" = 0 ]; then d=1; fi
+    printf '%s.%s.%s.%s\n' "$a" "$b" "$c" "$d"
+}
+
+# natlab_add_router NAME WAN_IP LAN_CIDR TYPE
+#   NAME     node name (<= 13 chars: interface names are derived from it)
+#   WAN_IP   public address on the internet bridge, e.g. 203.0.113.11
+#   LAN_CIDR inside network, e.g. 10.0.1.0/24 (router takes .1)
+#   TYPE     NAT behaviour; one of the _natlab_rules_<type> functions below
+# Interfaces inside the router: "wan" (veth to the internet bridge) and "lan"
+# (a bridge that natlab_add_host plugs hosts into).
+natlab_add_router() {
+    if [ $# -ne 4 ]; then
+        _natlab_err "usage: natlab_add_router NAME WAN_IP LAN_CIDR TYPE"
+        return 1
+    fi
+    local name=$1 wan_ip=${2%/*} lan_cidr=$3 type=$4
+    local rules_fn="_natlab_rules_${type//-/_}"
+    if ! declare -F "$rules_fn" >/dev/null; then
+        _natlab_err "unknown NAT type '$type' (no function $rules_fn)"
+        return 1
+    fi
+    case $lan_cidr in
+        */*) ;;
+        *) _natlab_err "LAN_CIDR must look like 10.0.1.0/24, got '$lan_cidr'"; return 1 ;;
+    esac
+    local ns inet lan_ip plen=${lan_cidr#*/}
+    ns=$(natlab_ns "$name")
+    inet=$(natlab_ns inet)
+    lan_ip=$(_natlab_first_ip "$lan_cidr")
+    if ! ip netns list | grep -q "^$inet\b"; then
+        _natlab_err "call natlab_add_internet before natlab_add_router"
+        return 1
+    fi
+
+    _natlab_new_ns "$name" || return 1
+    # WAN: veth "wan" in the router, "r-NAME" enslaved to the internet bridge.
+    _natlab_run ip -n "$ns" link add name wan type veth peer name "r-$name" netns "$inet" || return 1
+    _natlab_run ip -n "$inet" link set "r-$name" master br0 || return 1
+    _natlab_run ip -n "$inet" link set "r-$name" up || return 1
+    _natlab_run ip -n "$ns" addr add "$wan_ip/$NATLAB_INET_PLEN" dev wan || return 1
+    _natlab_run ip -n "$ns" link set wan up || return 1
+    # LAN: a bridge so several hosts can share the router.
+    _natlab_new_bridge "$ns" lan || return 1
+    _natlab_run ip -n "$ns" addr add "$lan_ip/$plen" dev lan || return 1
+    _natlab_run ip -n "$ns" route add default via "$NATLAB_INET_IP" || return 1
+    _natlab_run ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1 || return 1
+
+    # Load NAT rules first: NATLAB.md notes `nft flush ruleset` also wipes
+    # iptables-nft rules, so anything added later must come after.
+    "$rules_fn" "$ns" wan lan || { _natlab_err "loading $type rules into $ns failed"; return 1; }
+
+    NATLAB_LAN_IP[$name]=$lan_ip
+    NATLAB_LAN_PLEN[$name]=$plen
+    NATLAB_WAN_IP[$name]=$wan_ip
+    NATLAB_TYPE[$name]=$type
+}
+
+# natlab_add_host NAME ROUTER LAN_IP: a host namespace with "eth0" plugged into
+# ROUTER's LAN bridge, default route via the router.
+natlab_add_host() {
+    if [ $# -ne 3 ]; then
+        _natlab_err "usage: natlab_add_host NAME ROUTER LAN_IP"
+        return 1
+    fi
+    local name=$1 router=$2 ip=${3%/*}
+    if [ -z "${NATLAB_LAN_IP[$router]:-}" ]; then
+        _natlab_err "unknown router '$router' (call natlab_add_router first)"
+        return 1
+    fi
+    local ns rns
+    ns=$(natlab_ns "$name")
+    rns=$(natlab_ns "$router")
+    _natlab_new_ns "$name" || return 1
+    _natlab_run ip -n "$ns" link add name eth0 type veth peer name "h-$name" netns "$rns" || return 1
+    _natlab_run ip -n "$rns" link set "h-$name" master lan || return 1
+    _natlab_run ip -n "$rns" link set "h-$name" up || return 1
+    _natlab_run ip -n "$ns" addr add "$ip/${NATLAB_LAN_PLEN[$router]}" dev eth0 || return 1
+    _natlab_run ip -n "$ns" link set eth0 up || return 1
+    _natlab_run ip -n "$ns" route add default via "${NATLAB_LAN_IP[$router]}" || return 1
+    NATLAB_HOST_IP[$name]=$ip
+    NATLAB_HOST_ROUTER[$name]=$router
+}
+
+# Accessors, so tests don't reach into the arrays.
+natlab_wan_ip() { printf '%s\n' "${NATLAB_WAN_IP[$1]}"; }
+natlab_host_ip() { printf '%s\n' "${NATLAB_HOST_IP[$1]}"; }
+natlab_host_router() { printf '%s\n' "${NATLAB_HOST_ROUTER[$1]}"; }
+
+# ---------------------------------------------------------------------------
+# NAT types. Each is a function _natlab_rules_<type, dashes as underscores>
+# called as: _natlab_rules_<type> NAMESPACE WAN_IF LAN_IF
+# It must load a complete ruleset with `nft -f -` inside NAMESPACE.
+#
+# Every type keeps the stateful "drop unsolicited inbound" filter: without it
+# a peer's early punch packet creates a conntrack entry on the far router that
+# clashes with the local host's outgoing mapping and the NAT picks another
+# port - a failure no real router produces (see /work/shared/NATLAB.md).
+#
+# To add a type (full-cone, address-restricted, hairpin, ...): write
+# _natlab_rules_<type> next to these, using the rulesets in NATLAB.md, and
+# document it in docs/NATLAB.md. Nothing else needs to change.
+# ---------------------------------------------------------------------------
+
+# _natlab_filter_rules WAN LAN [EXTRA_FORWARD_RULE...]: the shared filter
+# table, printed for inclusion in a ruleset.
+#  forward: established/related back in, LAN->WAN out, LAN<->LAN (in case
+#           bridged frames still reach here), everything else dropped.
+#  input:   unsolicited packets from the WAN to the router itself are dropped
+#           too, as home routers do; accepting them would let the conntrack
+#           entry of a punch packet that arrives before our own outgoing packet
+#           get confirmed and then clash with the mapping.
+_natlab_filter_rules() {
+    local wan=$1 lan=$2
+    shift 2
+    local extra
+    cat <<EOF
+table ip filt {
+    chain forward {
+        type filter hook forward priority filter; policy drop;
+        ct state established,related accept
+        iifname "$lan" oifname "$wan" accept
+        iifname "$lan" oifname "$lan" accept
+EOF
+    for extra in "$@"; do
+        printf '        %s\n' "$extra"
+    done
+    cat <<EOF
+    }
+    chain input {
+        type filter hook input priority filter; policy accept;
+        iifname "$wan" ct state established,related accept
+        iifname "$wan" icmp type echo-request accept
+        iifname "$wan" drop
+    }
+}
+EOF
+}
+
+# Port-restricted cone: endpoint-independent, port-preserving mapping;
+# address-and-port-dependent filtering (the forward/input drop).
+_natlab_rules_port_restricted() {
+    local ns=$1 wan=$2 lan=$3
+    {
+        cat <<EOF
+table ip nat {
+    chain post {
+        type nat hook postrouting priority srcnat;
+        oifname "$wan" masquerade
+    }
+}
+EOF
+        _natlab_filter_rules "$wan" "$lan"
+    } | ip netns exec "$ns" nft -f -
+}
+
+# Symmetric: mapping depends on the destination, ports are random.
+_natlab_rules_symmetric() {
+    local ns=$1 wan=$2 lan=$3
+    {
+        cat <<EOF
+table ip nat {
+    chain post {
+        type nat hook postrouting priority srcnat;
+        oifname "$wan" masquerade random
+    }
+}
+EOF
+        _natlab_filter_rules "$wan" "$lan"
+    } | ip netns exec "$ns" nft -f -
+}
+
+# (Add full-cone, address-restricted, hairpin, carrier-grade, udp-blocked ...
+#  here, following the two functions above.)
+
+# ---------------------------------------------------------------------------
+# Debugging and cleanup
+# ---------------------------------------------------------------------------
+
+# natlab_dump: print every router's conntrack table and ruleset (call it when
+# a test fails; it explains most punching failures).
+natlab_dump() {
+    local name ns
+    for name in "${!NATLAB_WAN_IP[@]}"; do
+        ns=$(natlab_ns "$name")
+        printf '=== router %s (%s, wan %s, lan %s/%s) ===\n' "$name" \
+            "${NATLAB_TYPE[$name]}" "${NATLAB_WAN_IP[$name]}" \
+            "${NATLAB_LAN_IP[$name]}" "${NATLAB_LAN_PLEN[$name]}"
+        if command -v conntrack >/dev/null 2>&1; then
+            ip netns exec "$ns" conntrack -L 2>&1 | sed 's/^/  ct: /' || true
+        fi
+        ip netns exec "$ns" nft list ruleset 2>&1 | sed 's/^/  nft: /' || true
+    done
+}
+
+# _natlab_lab_namespaces: namespaces of this lab (recorded ones plus any with
+# our prefix, in case a function failed half-way).
+_natlab_lab_namespaces() {
+    {
+        if [ ${#NATLAB_NAMESPACES[@]} -gt 0 ]; then
+            printf '%s\n' "${NATLAB_NAMESPACES[@]}"
+        fi
+        ip netns list 2>/dev/null | awk -v p="${NATLAB_PREFIX}-" 'index($1, p) == 1 { print $1 }'
+    } | sort -u
+}
+
+# natlab_cleanup: kill every process running in the lab's namespaces, then
+# delete the namespaces (which deletes their veths and bridges). Idempotent and
+# safe under `set -e`; meant for `trap natlab_cleanup EXIT INT TERM`.
+natlab_cleanup() {
+    [ -n "$NATLAB_PREFIX" ] || return 0
+    local nss ns pids all_pids="" i
+    nss=$(_natlab_lab_namespaces)
+    [ -n "$nss" ] || { NATLAB_NAMESPACES=(); return 0; }
+    for ns in $nss; do
+        pids=$(ip netns pids "$ns" 2>/dev/null || true)
+        all_pids="$all_pids $pids"
+    done
+    # shellcheck disable=SC2086 # word splitting of the pid list is intended
+    if [ -n "${all_pids// /}" ]; then
+        kill -TERM $all_pids 2>/dev/null || true
+        # Give them up to ~2 s to exit cleanly, then force.
+        for i in 1 2 3 4 5 6 7 8 9 10; do
+            pids=""
+            for ns in $nss; do
+                pids="$pids $(ip netns pids "$ns" 2>/dev/null || true)"
+            done
+            [ -n "${pids// /}" ] || break
+            sleep 0.2
+            if [ "$i" = 10 ]; then kill -KILL $pids 2>/dev/null || true; fi
+        done
+    fi
+    for ns in $nss; do
+        ip netns del "$ns" 2>/dev/null || true
+    done
+    NATLAB_NAMESPACES=()
+    return 0
+}
