@@ -97,14 +97,22 @@ void conn_destroy(pl_conn *c)
             break;
         }
     }
+    conn_tcp_free(c);
     rel_free(&c->rel);
     free(c);
 }
 
+static void send_datagram(pl_conn *c, const uint8_t *buf, size_t n)
+{
+    if (c->active == PL_PATH_DIRECT_UDP)
+        peer_udp_send(c->peer, punch_remote(&c->pu), buf, n);
+    else if (c->active == PL_PATH_DIRECT_TCP)
+        conn_tcp_send(c, buf, n);
+}
+
 static void send_close(pl_conn *c, const char *reason)
 {
-    const netaddr *to = punch_remote(&c->pu);
-    if (c->state < CONN_PUNCHING || !to)
+    if (c->state < CONN_PUNCHING || c->active == PL_PATH_NONE)
         return;
     Punchline__Close cl = PUNCHLINE__CLOSE__INIT;
     cl.session_id = c->session_id;
@@ -115,7 +123,7 @@ static void send_close(pl_conn *c, const char *reason)
     uint8_t buf[WIRE_UDP_MAX];
     int n = wire_encode_udp(&env, buf, sizeof(buf));
     if (n > 0)
-        peer_udp_send(c->peer, to, buf, (size_t)n);
+        send_datagram(c, buf, (size_t)n);
 }
 
 void conn_finish(pl_conn *c, int status, const char *why)
@@ -154,11 +162,13 @@ void conn_candidates(pl_conn *c, const Punchline__Candidates *m)
     for (size_t i = 0; i < m->n_candidates && c->n_remote < WIRE_MAX_CANDIDATES; i++) {
         const Punchline__Candidate *cand = m->candidates[i];
         netaddr a;
-        if (cand->transport != PUNCHLINE__TRANSPORT__UDP ||
+        if ((cand->transport != PUNCHLINE__TRANSPORT__UDP &&
+             cand->transport != PUNCHLINE__TRANSPORT__TCP) ||
             netaddr_from_endpoint(cand->endpoint, &a) != 0 || !netaddr_is_usable_candidate(&a))
             continue;
         c->remote_cands[c->n_remote] = a;
         c->remote_kinds[c->n_remote] = cand->kind;
+        c->remote_tcp[c->n_remote] = cand->transport == PUNCHLINE__TRANSPORT__TCP;
         c->n_remote++;
     }
     c->have_candidates = true;
@@ -180,55 +190,93 @@ void conn_punch_start(pl_conn *c, const Punchline__PunchStart *m)
     c->session_id = m->session_id;
     c->rel.cfg.session_id = m->session_id;
     punch_init(&c->pu, &pc);
-    for (size_t i = 0; i < c->n_remote; i++)
-        punch_add_remote(&c->pu, &c->remote_cands[i], c->remote_kinds[i]);
-    if (c->pu.npairs == 0)
-        plog(&p->log, PL_LOG_WARN, "%s: no usable remote candidates; waiting for its probes",
-             c->peer_name);
-    punch_start(&c->pu, now);
+    /* The callee follows the transport the caller asked for. */
+    int tr = c->outgoing ? c->transport
+             : m->transport == PUNCHLINE__TRANSPORT__UDP ? PL_TRANSPORT_UDP
+             : m->transport == PUNCHLINE__TRANSPORT__TCP ? PL_TRANSPORT_TCP
+                                                         : PL_TRANSPORT_AUTO;
+    c->want_udp = tr == PL_TRANSPORT_AUTO || tr == PL_TRANSPORT_UDP;
+    c->want_tcp = (tr == PL_TRANSPORT_AUTO || tr == PL_TRANSPORT_TCP) && p->listen_fd >= 0;
+    c->punch_start_ms = now;
     c->state = CONN_PUNCHING;
-    c->deadline_ms = now + p->cfg.punch_timeout_ms + 1000;
-    plog(&p->log, PL_LOG_INFO, "punching to %s (%zu candidates, %s)", c->peer_name, c->pu.npairs,
-         pc.controlling ? "controlling" : "controlled");
+    if (c->want_udp) {
+        for (size_t i = 0; i < c->n_remote; i++)
+            if (!c->remote_tcp[i])
+                punch_add_remote(&c->pu, &c->remote_cands[i], c->remote_kinds[i]);
+        punch_start(&c->pu, now);
+    }
+    if (c->want_tcp)
+        conn_tcp_start(c, now);
+    plog(&p->log, PL_LOG_INFO, "punching to %s (%s%s%s: %zu udp + %zu tcp candidates, %s)",
+         c->peer_name, c->want_udp ? "udp" : "", c->want_udp && c->want_tcp ? "+" : "",
+         c->want_tcp ? "tcp" : "", c->want_udp ? c->pu.npairs : 0,
+         c->want_tcp ? c->tp.ncands : 0, pc.controlling ? "controlling" : "controlled");
     conn_pump(c);
 }
 
-static void report_connected(pl_conn *c)
+static bool path_up(const pl_conn *c, int path)
 {
-    pl_path_info info;
-    pl_conn_path(c, &info);
-    c->state = CONN_OPEN;
-    plog(&c->peer->log, PL_LOG_INFO, "connected to %s via %s %s in %u ms", c->peer_name,
-         pl_path_name(info.kind), info.remote, info.ms);
-    if (c->cb.on_connected)
-        c->cb.on_connected(c, &info, c->user);
+    if (path == PL_PATH_DIRECT_UDP)
+        return c->want_udp && punch_state(&c->pu) == PUNCH_CONNECTED;
+    if (path == PL_PATH_DIRECT_TCP)
+        return c->want_tcp && tcpp_state(&c->tp) == TCPP_CONNECTED;
+    return false;
 }
 
-void conn_udp_input(pl_conn *c, const Punchline__Envelope *env, const netaddr *from)
+/* Make `path` carry the stream: the first time is on_connected, later ones
+ * on_path_changed.  On TCP the transport is reliable, so the stream stops
+ * retransmitting; back on UDP, whatever is unacknowledged is resent. */
+static void activate(pl_conn *c, int path)
+{
+    if (c->active == path)
+        return;
+    bool first = c->active == PL_PATH_NONE;
+    c->active = path;
+    rel_set_retransmit(&c->rel, path != PL_PATH_DIRECT_TCP);
+    if (first)
+        c->connected_ms = peer_now(c->peer);
+    pl_path_info info;
+    pl_conn_path(c, &info);
+    plog(&c->peer->log, PL_LOG_INFO, "%s %s via %s %s (%u ms; %u ms after punch start)",
+         first ? "connected to" : "path to", c->peer_name, pl_path_name(info.kind), info.remote,
+         info.ms, info.punch_ms);
+    if (first) {
+        c->state = CONN_OPEN;
+        if (c->cb.on_connected)
+            c->cb.on_connected(c, &info, c->user);
+    } else if (c->cb.on_path_changed) {
+        c->cb.on_path_changed(c, &info, c->user);
+    }
+}
+
+void conn_data_input(pl_conn *c, const Punchline__Envelope *env, int path, const netaddr *from)
 {
     uint64_t now = peer_now(c->peer);
     if (c->state < CONN_PUNCHING || c->state == CONN_CLOSED)
         return;
+    /* UDP data is accepted only from the verified pair (which it can also
+     * confirm on the controlled side, see punch_data_seen); TCP data only
+     * from the selected stream (checked by the caller). */
+    if (path == PL_PATH_DIRECT_UDP && !punch_data_seen(&c->pu, from, now))
+        return;
+    if (!path_up(c, path))
+        return;
     switch (env->body_case) {
-    case PUNCHLINE__ENVELOPE__BODY_PROBE:
-        punch_input(&c->pu, env->probe, from, now);
-        break;
     case PUNCHLINE__ENVELOPE__BODY_DATA:
-        if (!punch_data_seen(&c->pu, from, now))
-            break; /* only from the verified path */
-        if (c->state == CONN_PUNCHING)
-            report_connected(c);
+        /* The controlling side picks the path; the controlled side follows
+         * the path its data arrives on. */
+        if (c->active == PL_PATH_NONE || (!c->pu.cfg.controlling && c->active != path))
+            activate(c, path);
         if (c->state != CONN_CLOSED)
             rel_input_data(&c->rel, env->data, now);
         break;
     case PUNCHLINE__ENVELOPE__BODY_ACK:
-        if (punch_remote(&c->pu) && netaddr_equal(punch_remote(&c->pu), from))
-            rel_input_ack(&c->rel, env->ack, now);
+        rel_input_ack(&c->rel, env->ack, now);
         break;
     case PUNCHLINE__ENVELOPE__BODY_CLOSE:
-        if (punch_remote(&c->pu) && netaddr_equal(punch_remote(&c->pu), from) &&
-            c->state != CONN_LINGER) {
-            conn_finish(c, PL_ERR_CLOSED, env->close->reason[0] ? env->close->reason : "closed by peer");
+        if (c->state != CONN_LINGER) {
+            conn_finish(c, PL_ERR_CLOSED,
+                        env->close->reason[0] ? env->close->reason : "closed by peer");
             return;
         }
         break;
@@ -236,6 +284,78 @@ void conn_udp_input(pl_conn *c, const Punchline__Envelope *env, const netaddr *f
         break;
     }
     conn_pump(c);
+}
+
+void conn_udp_input(pl_conn *c, const Punchline__Envelope *env, const netaddr *from)
+{
+    if (c->state < CONN_PUNCHING || c->state == CONN_CLOSED || !c->want_udp)
+        return;
+    if (env->body_case == PUNCHLINE__ENVELOPE__BODY_PROBE) {
+        punch_input(&c->pu, env->probe, from, peer_now(c->peer));
+        if (c->pu.nominated >= 0)
+            conn_note_nomination(c, PL_PATH_DIRECT_UDP);
+        conn_pump(c);
+        return;
+    }
+    conn_data_input(c, env, PL_PATH_DIRECT_UDP, from);
+}
+
+void conn_note_nomination(pl_conn *c, int path)
+{
+    if (!c->pu.cfg.controlling && c->first_nominated == PL_PATH_NONE)
+        c->first_nominated = path;
+}
+
+static bool path_over(const pl_conn *c, int path)
+{
+    if (path == PL_PATH_DIRECT_UDP)
+        return !c->want_udp || punch_state(&c->pu) >= PUNCH_FAILED;
+    return !c->want_tcp || tcpp_state(&c->tp) >= TCPP_FAILED;
+}
+
+/* Which path should carry the stream now?  Called after every core step.
+ * The controlling side takes the first path that comes up.  The controlled
+ * side takes the path the controlling side nominated first (its nominations
+ * are in the order its paths came up), so both sides agree; it falls back
+ * to the other path only if that one fails. */
+static void choose_path(pl_conn *c)
+{
+    bool udp_up = path_up(c, PL_PATH_DIRECT_UDP), tcp_up = path_up(c, PL_PATH_DIRECT_TCP);
+    if (c->active == PL_PATH_NONE) {
+        int first = c->first_nominated;
+        int other = first == PL_PATH_DIRECT_UDP ? PL_PATH_DIRECT_TCP : PL_PATH_DIRECT_UDP;
+        if (c->pu.cfg.controlling || first == PL_PATH_NONE) {
+            if (udp_up)
+                activate(c, PL_PATH_DIRECT_UDP);
+            else if (tcp_up)
+                activate(c, PL_PATH_DIRECT_TCP);
+        } else if (path_up(c, first)) {
+            activate(c, first);
+        } else if (path_over(c, first) && path_up(c, other)) {
+            activate(c, other);
+        }
+        if (c->state == CONN_CLOSED || c->active != PL_PATH_NONE)
+            return;
+        if (path_over(c, PL_PATH_DIRECT_UDP) && path_over(c, PL_PATH_DIRECT_TCP)) {
+            char why[200];
+            snprintf(why, sizeof(why), "%s%s%s%s", c->want_udp ? "udp: no candidate pair answered" : "",
+                     c->want_udp && c->want_tcp ? "; tcp: " : c->want_tcp ? "tcp: " : "",
+                     c->want_tcp && c->tp.fail_reason ? c->tp.fail_reason : "",
+                     !c->want_udp && !c->want_tcp ? "no transport to try" : "");
+            conn_finish(c, PL_ERR_PUNCH_FAILED, why);
+        }
+        return;
+    }
+    if (path_up(c, c->active))
+        return;
+    /* The active path died: move to the other one if it is up. */
+    int other = c->active == PL_PATH_DIRECT_UDP ? PL_PATH_DIRECT_TCP : PL_PATH_DIRECT_UDP;
+    if (path_up(c, other)) {
+        activate(c, other);
+        return;
+    }
+    conn_finish(c, PL_ERR_PATH_DEAD,
+                c->active == PL_PATH_DIRECT_TCP && c->tp.fail_reason ? c->tp.fail_reason : NULL);
 }
 
 /* Run the cores: state changes, transmissions, timer. */
@@ -259,31 +379,23 @@ void conn_pump(pl_conn *c)
         }
         return;
     }
-    punch_tick(&c->pu, now);
-    while ((n = punch_poll_transmit(&c->pu, now, &to, buf, sizeof(buf))) > 0)
-        peer_udp_send(p, &to, buf, n);
-    int ps = punch_state(&c->pu);
-    if (ps == PUNCH_FAILED) {
-        conn_finish(c, PL_ERR_PUNCH_FAILED, "no candidate pair answered");
+    if (c->want_udp) {
+        punch_tick(&c->pu, now);
+        while ((n = punch_poll_transmit(&c->pu, now, &to, buf, sizeof(buf))) > 0)
+            peer_udp_send(p, &to, buf, n);
+    }
+    if (c->want_tcp)
+        conn_tcp_pump(c, now);
+    choose_path(c);
+    if (c->state == CONN_CLOSED)
         return;
-    }
-    if (ps == PUNCH_DEAD) {
-        conn_finish(c, PL_ERR_PATH_DEAD, NULL);
-        return;
-    }
-    if (ps == PUNCH_CONNECTED && c->state == CONN_PUNCHING) {
-        report_connected(c);
-        if (c->state == CONN_CLOSED)
-            return;
-    }
     if (c->rel.failed) {
         conn_finish(c, PL_ERR_PROTOCOL, "peer sent an oversized message");
         return;
     }
-    const netaddr *remote = punch_remote(&c->pu);
-    if (remote) {
+    if (c->active != PL_PATH_NONE) {
         while ((n = rel_poll_transmit(&c->rel, now, buf, sizeof(buf))) > 0)
-            peer_udp_send(p, remote, buf, n);
+            send_datagram(c, buf, n);
     }
     if (c->rel_blocked && rel_writable(&c->rel)) {
         c->rel_blocked = false;
@@ -303,8 +415,11 @@ void conn_pump(pl_conn *c)
         conn_finish(c, 0, NULL);
         return;
     }
-    uint64_t d = punch_next_deadline(&c->pu);
-    uint64_t r = remote ? rel_next_deadline(&c->rel) : UINT64_MAX;
+    uint64_t d = c->want_udp ? punch_next_deadline(&c->pu) : UINT64_MAX;
+    uint64_t t = c->want_tcp ? tcpp_next_deadline(&c->tp) : UINT64_MAX;
+    uint64_t r = c->active != PL_PATH_NONE ? rel_next_deadline(&c->rel) : UINT64_MAX;
+    if (t < d)
+        d = t;
     if (r < d)
         d = r;
     if (c->state == CONN_LINGER && c->deadline_ms < d)
@@ -375,13 +490,18 @@ PL_API const char *pl_conn_peer_name(const pl_conn *c)
 PL_API void pl_conn_path(const pl_conn *c, pl_path_info *out)
 {
     memset(out, 0, sizeof(*out));
-    const netaddr *r = c ? punch_remote(&c->pu) : NULL;
-    if (!r || c->state < CONN_PUNCHING) {
+    const netaddr *r = NULL;
+    if (c && c->active == PL_PATH_DIRECT_UDP)
+        r = punch_remote(&c->pu);
+    else if (c && c->active == PL_PATH_DIRECT_TCP)
+        r = conn_tcp_remote(c);
+    if (!r) {
         out->kind = PL_PATH_NONE;
         snprintf(out->remote, sizeof(out->remote), "-");
         return;
     }
-    out->kind = PL_PATH_DIRECT_UDP;
+    out->kind = c->active;
     netaddr_format(r, out->remote, sizeof(out->remote));
-    out->ms = (uint32_t)(c->pu.connected_ms - c->start_ms);
+    out->ms = (uint32_t)(c->connected_ms - c->start_ms);
+    out->punch_ms = (uint32_t)(c->connected_ms - c->punch_start_ms);
 }

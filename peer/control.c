@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
 #include "hostaddr.h"
 #include "names.h"
@@ -103,7 +104,9 @@ void ctl_send_connect(pl_peer *p, pl_conn *c)
     Punchline__ConnectRequest cr = PUNCHLINE__CONNECT_REQUEST__INIT;
     cr.peer_name = c->peer_name;
     cr.request_id = c->request_id;
-    cr.transport = PUNCHLINE__TRANSPORT__UDP;
+    cr.transport = c->transport == PL_TRANSPORT_UDP   ? PUNCHLINE__TRANSPORT__UDP
+                   : c->transport == PL_TRANSPORT_TCP ? PUNCHLINE__TRANSPORT__TCP
+                                                      : PUNCHLINE__TRANSPORT__TRANSPORT_UNKNOWN;
     Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
     env.body_case = PUNCHLINE__ENVELOPE__BODY_CONNECT_REQUEST;
     env.connect_request = &cr;
@@ -114,29 +117,34 @@ void ctl_send_connect(pl_peer *p, pl_conn *c)
 
 static void send_register(pl_peer *p)
 {
-    netaddr hosts[WIRE_MAX_HOST_CANDIDATES];
-    size_t n = hostaddr_gather(hosts, WIRE_MAX_HOST_CANDIDATES, p->udp_port);
+    /* Host candidates: each interface address with the UDP port, and (if
+     * TCP punching is on) with the shared TCP port; half the room each. */
+    enum { HALF = WIRE_MAX_HOST_CANDIDATES / 2 };
+    netaddr hosts[HALF];
+    size_t nh = hostaddr_gather(hosts, HALF, p->udp_port);
     if (p->cfg.bind_address) {
         /* bound to one address: that is our only host candidate */
-        n = 1;
-        hosts[0] = p->server; /* overwritten below; keeps the struct initialised */
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
         getsockname(p->udp_fd, (struct sockaddr *)&ss, &sl);
         netaddr_from_sockaddr(&hosts[0], (struct sockaddr *)&ss, sl);
-        if (!netaddr_is_usable_candidate(&hosts[0]))
-            n = 0;
+        nh = netaddr_is_usable_candidate(&hosts[0]) ? 1 : 0;
     }
     Punchline__Candidate cs[WIRE_MAX_HOST_CANDIDATES], *ptrs[WIRE_MAX_HOST_CANDIDATES];
     Punchline__Endpoint eps[WIRE_MAX_HOST_CANDIDATES];
     uint8_t ips[WIRE_MAX_HOST_CANDIDATES][16];
-    for (size_t i = 0; i < n; i++) {
-        punchline__candidate__init(&cs[i]);
-        netaddr_to_endpoint(&hosts[i], &eps[i], ips[i]);
-        cs[i].kind = PUNCHLINE__CANDIDATE_KIND__HOST;
-        cs[i].transport = PUNCHLINE__TRANSPORT__UDP;
-        cs[i].endpoint = &eps[i];
-        ptrs[i] = &cs[i];
+    size_t n = 0;
+    for (int tcp = 0; tcp <= (p->listen_fd >= 0 ? 1 : 0); tcp++) {
+        for (size_t i = 0; i < nh; i++, n++) {
+            netaddr a = hosts[i];
+            a.u.in4.sin_port = htons(tcp ? netaddr_port(&p->tcp_local) : p->udp_port);
+            punchline__candidate__init(&cs[n]);
+            netaddr_to_endpoint(&a, &eps[n], ips[n]);
+            cs[n].kind = PUNCHLINE__CANDIDATE_KIND__HOST;
+            cs[n].transport = tcp ? PUNCHLINE__TRANSPORT__TCP : PUNCHLINE__TRANSPORT__UDP;
+            cs[n].endpoint = &eps[n];
+            ptrs[n] = &cs[n];
+        }
     }
     Punchline__Register reg = PUNCHLINE__REGISTER__INIT;
     reg.name = p->name;
@@ -422,6 +430,18 @@ int ctl_start(pl_peer *p)
     if (p->tcp_fd < 0) {
         plog(&p->log, PL_LOG_ERROR, "socket: %s", strerror(errno));
         return PL_ERR_SYSTEM;
+    }
+    /* The control connection leaves from the port TCP punching will use, so
+     * the server observes that port's NAT mapping (docs/PROTOCOL.md 4.3). */
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (tcp_link_reuse(p->tcp_fd) == 0 && bind(p->tcp_fd, &p->tcp_local.u.sa, p->tcp_local.len) == 0 &&
+        getsockname(p->tcp_fd, (struct sockaddr *)&ss, &sl) == 0) {
+        netaddr_from_sockaddr(&p->tcp_local, (struct sockaddr *)&ss, sl);
+        peer_listen_start(p);
+    } else {
+        plog(&p->log, PL_LOG_WARN, "cannot share the TCP port (%s); TCP punching is off",
+             strerror(errno));
     }
     frame_reader_init(&p->fr);
     ev_io_init(&p->tcp_r, tcp_read_cb, p->tcp_fd, EV_READ);

@@ -1,6 +1,7 @@
 /* pl_peer: configuration, the one UDP socket every session punches from, and
  * demultiplexing of what arrives on it (RFC 7983 first byte, then session). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,7 +117,7 @@ PL_API int pl_peer_new(pl_peer **out, const pl_peer_config *cfg)
         return PL_ERR_NOMEM;
     int rc = PL_ERR_NOMEM;
     bool ok = true;
-    p->udp_fd = p->tcp_fd = -1;
+    p->udp_fd = p->tcp_fd = p->listen_fd = -1;
     p->loop = cfg->loop;
     p->cfg = *cfg;
     p->server_str = dup_opt(cfg->server, &ok);
@@ -174,6 +175,11 @@ PL_API int pl_peer_new(pl_peer **out, const pl_peer_config *cfg)
     netaddr local;
     netaddr_from_sockaddr(&local, (struct sockaddr *)&ss, sl);
     p->udp_port = netaddr_port(&local);
+    p->tcp_local = bind_addr; /* port 0 until the control socket is bound */
+    if (p->tcp_local.u.sa.sa_family == AF_INET)
+        p->tcp_local.u.in4.sin_port = 0;
+    else
+        p->tcp_local.u.in6.sin6_port = 0;
     ev_io_init(&p->udp_w, udp_read_cb, p->udp_fd, EV_READ);
     p->udp_w.data = p;
     ev_io_start(p->loop, &p->udp_w);
@@ -202,6 +208,7 @@ PL_API void pl_peer_free(pl_peer *p)
         conn_destroy(c);
     }
     ctl_stop(p);
+    peer_listen_stop(p);
     if (p->udp_fd >= 0) {
         ev_io_stop(p->loop, &p->udp_w);
         close(p->udp_fd);
@@ -226,10 +233,13 @@ PL_API int pl_peer_connect(pl_peer *p, const char *peer_name, int transport,
         return PL_ERR_INVALID;
     if (!name_valid_cstr(peer_name))
         return PL_ERR_BAD_NAME;
-    if (transport == PL_TRANSPORT_TCP || transport == PL_TRANSPORT_RELAY)
+    if (transport == PL_TRANSPORT_RELAY)
         return PL_ERR_UNSUPPORTED;
-    if (transport != PL_TRANSPORT_AUTO && transport != PL_TRANSPORT_UDP)
+    if (transport != PL_TRANSPORT_AUTO && transport != PL_TRANSPORT_UDP &&
+        transport != PL_TRANSPORT_TCP)
         return PL_ERR_INVALID;
+    if (transport == PL_TRANSPORT_TCP && p->listen_fd < 0)
+        return PL_ERR_UNSUPPORTED; /* no shared TCP port (see the log) */
     if (!strcmp(peer_name, p->name))
         return PL_ERR_INVALID;
     if (p->ctl_state == CTL_FAILED)
@@ -238,10 +248,141 @@ PL_API int pl_peer_connect(pl_peer *p, const char *peer_name, int transport,
     if (!c)
         return PL_ERR_NOMEM;
     pl_conn_set_callbacks(c, cb, user);
+    c->transport = transport;
     if (p->ctl_state == CTL_REGISTERED)
         conn_registered(c);
     conn_pump(c); /* arms the connect deadline */
     if (out)
         *out = c;
     return 0;
+}
+
+/* ---- TCP listener: inbound punching connections --------------------------
+ * A connection accepted here belongs to no session until its first frame, a
+ * Probe, names one.  Until then it waits in p->pending (at most
+ * PENDING_MAX, each at most PENDING_MS). */
+
+#define PENDING_MAX 16
+#define PENDING_MS 5000
+
+static void pending_remove(pl_peer *p, tcp_link *l)
+{
+    for (tcp_link **pp = &p->pending; *pp; pp = &(*pp)->next) {
+        if (*pp == l) {
+            *pp = l->next;
+            l->next = NULL;
+            p->npending--;
+            return;
+        }
+    }
+}
+
+static void pending_frame_cb(tcp_link *l, const uint8_t *buf, size_t len, void *user)
+{
+    pl_peer *p = user;
+    Punchline__Envelope *env = NULL;
+    pending_remove(p, l);
+    pl_conn *c = NULL;
+    if (wire_decode(buf, len, &env, NULL) == WIRE_OK &&
+        env->body_case == PUNCHLINE__ENVELOPE__BODY_PROBE)
+        c = peer_find_session(p, env->probe->session_id);
+    if (c && c->state == CONN_PUNCHING && c->want_tcp)
+        conn_tcp_adopt(c, l, env); /* the conn owns l now */
+    else
+        tcp_link_free(l);
+    wire_free(env);
+}
+
+static void pending_close_cb(tcp_link *l, int err, void *user)
+{
+    pending_remove(user, l);
+    tcp_link_free(l);
+}
+
+static const tcp_link_ops pending_ops = {.on_frame = pending_frame_cb,
+                                         .on_close = pending_close_cb};
+
+static void pending_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    pl_peer *p = w->data;
+    uint64_t now = peer_now(p);
+    for (tcp_link *l = p->pending, *next; l; l = next) {
+        next = l->next;
+        if (now >= l->created_ms + PENDING_MS) {
+            pending_remove(p, l);
+            tcp_link_free(l);
+        }
+    }
+    if (!p->pending)
+        ev_timer_stop(loop, w);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    pl_peer *p = w->data;
+    for (int i = 0; i < 16; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept(p->listen_fd, (struct sockaddr *)&ss, &sl);
+        if (fd >= 0 && (fcntl(fd, F_SETFL, O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)) {
+            close(fd);
+            continue;
+        }
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE)
+                plog(&p->log, PL_LOG_WARN, "accept: %s", strerror(errno));
+            return;
+        }
+        netaddr remote;
+        netaddr_from_sockaddr(&remote, (struct sockaddr *)&ss, sl);
+        tcp_link *l = p->npending < PENDING_MAX
+                          ? tcp_link_adopt(loop, fd, &remote, &pending_ops, p, 0) : NULL;
+        if (!l) {
+            close(fd); /* nobody punches with that many half-open streams */
+            continue;
+        }
+        l->next = p->pending;
+        p->pending = l;
+        p->npending++;
+        if (!ev_is_active(&p->pending_w))
+            ev_timer_again(loop, &p->pending_w);
+    }
+}
+
+int peer_listen_start(pl_peer *p)
+{
+    p->listen_fd = socket(p->tcp_local.u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (p->listen_fd < 0 || tcp_link_reuse(p->listen_fd) < 0 ||
+        bind(p->listen_fd, &p->tcp_local.u.sa, p->tcp_local.len) < 0 ||
+        listen(p->listen_fd, 16) < 0) {
+        plog(&p->log, PL_LOG_WARN, "TCP listener on the punching port: %s; TCP punching is off",
+             strerror(errno));
+        if (p->listen_fd >= 0)
+            close(p->listen_fd);
+        p->listen_fd = -1;
+        return PL_ERR_SYSTEM;
+    }
+    ev_io_init(&p->listen_w, accept_cb, p->listen_fd, EV_READ);
+    p->listen_w.data = p;
+    ev_io_start(p->loop, &p->listen_w);
+    ev_init(&p->pending_w, pending_timer_cb);
+    p->pending_w.repeat = 1.0;
+    p->pending_w.data = p;
+    return 0;
+}
+
+void peer_listen_stop(pl_peer *p)
+{
+    if (p->listen_fd >= 0) {
+        ev_io_stop(p->loop, &p->listen_w);
+        ev_timer_stop(p->loop, &p->pending_w);
+        close(p->listen_fd);
+        p->listen_fd = -1;
+    }
+    while (p->pending) {
+        tcp_link *l = p->pending;
+        p->pending = l->next;
+        tcp_link_free(l);
+    }
+    p->npending = 0;
 }

@@ -8,9 +8,12 @@
 #include "addr.h"
 #include "frame.h"
 #include "log.h"
+#include "names.h"
 #include "punch.h"
 #include "punchline/punchline.h"
 #include "reliable.h"
+#include "tcp_link.h"
+#include "tcp_punch.h"
 #include "wire.h"
 
 enum ctl_state {
@@ -42,13 +45,23 @@ struct pl_conn {
     bool have_candidates;
     netaddr remote_cands[WIRE_MAX_CANDIDATES];
     int remote_kinds[WIRE_MAX_CANDIDATES];
+    bool remote_tcp[WIRE_MAX_CANDIDATES];
     size_t n_remote;
+    int transport;            /* PL_TRANSPORT_* asked for (caller) or told (callee) */
+    bool want_udp, want_tcp;  /* which punching cores run */
+    int active;               /* PL_PATH_* carrying the stream, NONE before connected */
+    int first_nominated;      /* controlled side: path of the first nomination received */
+    uint64_t punch_start_ms;
+    uint64_t connected_ms;    /* when the first path came up */
     pl_conn_callbacks cb;
     void *user;
     bool callbacks_set;
     uint64_t start_ms;
     uint64_t deadline_ms;     /* connect deadline, then linger end */
-    punch pu;
+    punch pu;                 /* UDP punching */
+    tcp_punch tp;             /* TCP punching */
+    tcp_link *attempts[TCPP_MAX_CANDS];   /* connecting sockets, by candidate */
+    tcp_link *streams[TCPP_MAX_STREAMS];  /* established streams, by tp stream index */
     reliable rel;
     bool rel_blocked;         /* rel_send said AGAIN: report on_writable */
     int close_status;
@@ -66,6 +79,15 @@ struct pl_peer {
     int udp_fd;
     ev_io udp_w;
     uint16_t udp_port;
+    /* TCP: the control connection, the listener and every punching attempt
+     * share one local port, so the rendezvous sees the NAT mapping that
+     * attempts will use (the server-reflexive TCP candidate). */
+    netaddr tcp_local;
+    int listen_fd;
+    ev_io listen_w;
+    tcp_link *pending;        /* accepted, waiting for a first Probe naming the session */
+    size_t npending;
+    ev_timer pending_w;
     /* control connection */
     int ctl_state;
     int tcp_fd;
@@ -100,7 +122,26 @@ void ctl_send_connect(pl_peer *p, pl_conn *c);
 /* A UdpBound/Error datagram from the rendezvous on the UDP socket. */
 void ctl_udp_input(pl_peer *p, const Punchline__Envelope *env, const netaddr *from);
 
+/* peer.c: TCP listener */
+int peer_listen_start(pl_peer *p);
+void peer_listen_stop(pl_peer *p);
+
+/* conn_tcp.c: the TCP punching shell of one conn */
+void conn_tcp_start(pl_conn *c, uint64_t now);
+void conn_tcp_pump(pl_conn *c, uint64_t now);
+void conn_tcp_free(pl_conn *c);
+/* A connection accepted for this conn's session: adopt it as a stream and
+ * process its first frame. */
+void conn_tcp_adopt(pl_conn *c, tcp_link *l, const Punchline__Envelope *first);
+/* Send one envelope (UDP datagram bytes incl. marker) on the selected stream. */
+void conn_tcp_send(pl_conn *c, const uint8_t *dgram, size_t len);
+const netaddr *conn_tcp_remote(const pl_conn *c);
+
 /* conn.c */
+/* Controlled side: a nomination arrived on `path` (the first one decides). */
+void conn_note_nomination(pl_conn *c, int path);
+/* Data, Ack or Close arrived on a path (PL_PATH_DIRECT_UDP / _TCP). */
+void conn_data_input(pl_conn *c, const Punchline__Envelope *env, int path, const netaddr *from);
 pl_conn *conn_new(pl_peer *p, const char *peer_name, bool outgoing);
 /* Registration done: send a waiting ConnectRequest. */
 void conn_registered(pl_conn *c);

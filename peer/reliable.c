@@ -258,6 +258,8 @@ static uint64_t seg_due(const reliable *r, const rel_seg *s)
         return NEVER;
     if (!s->tx_count)
         return 0;
+    if (r->no_retransmit)
+        return NEVER;
     /* exponential backoff per retransmission (RFC 6298 s5.5) */
     uint64_t rto = (uint64_t)r->rto_ms << (s->tx_count - 1 > 6 ? 6 : s->tx_count - 1);
     if (rto > r->cfg.rto_max_ms)
@@ -312,6 +314,15 @@ uint64_t rel_next_deadline(const reliable *r)
             d = t;
     }
     return d;
+}
+
+void rel_set_retransmit(reliable *r, bool on)
+{
+    if (on && r->no_retransmit)
+        for (rel_seg *s = r->head; s; s = s->next)
+            if (s->tx_count)
+                s->sent_ms = 0; /* due now */
+    r->no_retransmit = !on;
 }
 
 bool rel_done(const reliable *r)

@@ -65,6 +65,7 @@ typedef struct reliable {
     bool fin_received;
     bool ack_due;
     bool failed;               /* peer violated the protocol (message too big) */
+    bool no_retransmit;        /* the path below is reliable (TCP) */
 } reliable;
 
 void rel_init(reliable *r, const rel_config *cfg, const rel_callbacks *cb, void *user);
@@ -82,6 +83,11 @@ void rel_input_ack(reliable *r, const Punchline__Ack *a, uint64_t now);
 /* Next Data or Ack datagram (with UDP marker); 0 when nothing is due. */
 size_t rel_poll_transmit(reliable *r, uint64_t now, uint8_t *buf, size_t cap);
 uint64_t rel_next_deadline(const reliable *r);
+
+/* The path below is reliable (TCP: false) or not (UDP: true, the default).
+ * Turning retransmission back on resends everything unacknowledged, since it
+ * may have been lost with the old path. */
+void rel_set_retransmit(reliable *r, bool on);
 
 /* Both directions finished: our FIN acknowledged and the peer's received. */
 bool rel_done(const reliable *r);

@@ -20,6 +20,7 @@ typedef struct reg_peer {
     netaddr observed_tcp;
     netaddr observed_udp;        /* len 0 until the first UdpBind */
     netaddr host[WIRE_MAX_HOST_CANDIDATES];
+    bool host_tcp[WIRE_MAX_HOST_CANDIDATES]; /* transport of host[i] */
     size_t n_host;
     uint64_t last_seen_ms;
     ratelimit connect_rl;        /* connect requests from this peer */

@@ -165,6 +165,22 @@ void srv_conn_send_error(srv_conn *c, Punchline__ErrorCode code, uint32_t reques
     srv_conn_send(c, &env);
 }
 
+/* Keep the usable UDP and TCP host candidates a peer announced. */
+static void store_host_candidates(reg_peer *p, Punchline__Candidate **cands, size_t n)
+{
+    p->n_host = 0;
+    for (size_t i = 0; i < n && p->n_host < WIRE_MAX_HOST_CANDIDATES; i++) {
+        netaddr a;
+        int tr = cands[i]->transport;
+        if ((tr != PUNCHLINE__TRANSPORT__UDP && tr != PUNCHLINE__TRANSPORT__TCP) ||
+            cands[i]->kind != PUNCHLINE__CANDIDATE_KIND__HOST ||
+            netaddr_from_endpoint(cands[i]->endpoint, &a) != 0 || !netaddr_is_usable_candidate(&a))
+            continue;
+        p->host_tcp[p->n_host] = tr == PUNCHLINE__TRANSPORT__TCP;
+        p->host[p->n_host++] = a;
+    }
+}
+
 static void handle_register(srv_conn *c, const Punchline__Register *m)
 {
     server *s = c->srv;
@@ -194,13 +210,7 @@ static void handle_register(srv_conn *c, const Punchline__Register *m)
     }
     c->peer = p;
     p->observed_tcp = c->remote;
-    for (size_t i = 0; i < m->n_candidates && p->n_host < WIRE_MAX_HOST_CANDIDATES; i++) {
-        netaddr a;
-        if (m->candidates[i]->transport == PUNCHLINE__TRANSPORT__UDP &&
-            netaddr_from_endpoint(m->candidates[i]->endpoint, &a) == 0 &&
-            netaddr_is_usable_candidate(&a))
-            p->host[p->n_host++] = a;
-    }
+    store_host_candidates(p, m->candidates, m->n_candidates);
     uint8_t ipbuf[16];
     Punchline__Endpoint ep;
     netaddr_to_endpoint(&c->remote, &ep, ipbuf);
@@ -220,34 +230,41 @@ static void handle_register(srv_conn *c, const Punchline__Register *m)
             p->n_host);
 }
 
-/* Candidates of p as wire structs; storage lives in the caller's arrays. */
+static void put_candidate(Punchline__Candidate *c, Punchline__Endpoint *ep, uint8_t *ip,
+                          const netaddr *a, int kind, int transport)
+{
+    netaddr_to_endpoint(a, ep, ip);
+    punchline__candidate__init(c);
+    c->kind = kind;
+    c->transport = transport;
+    c->endpoint = ep;
+}
+
+/* Candidates of p as wire structs; storage lives in the caller's arrays
+ * (room for WIRE_MAX_HOST_CANDIDATES + 2).  Server-reflexive first per
+ * transport: those are the ones most likely to work across NATs. */
 static size_t fill_candidates(const reg_peer *p, Punchline__Candidate *cs, Punchline__Candidate **ptrs,
                               Punchline__Endpoint *eps, uint8_t (*ips)[16])
 {
     size_t n = 0;
-    /* server-reflexive first: the one most likely to work across NATs */
-    netaddr_to_endpoint(&p->observed_udp, &eps[n], ips[n]);
-    punchline__candidate__init(&cs[n]);
-    cs[n].kind = PUNCHLINE__CANDIDATE_KIND__SERVER_REFLEXIVE;
-    cs[n].transport = PUNCHLINE__TRANSPORT__UDP;
-    cs[n].endpoint = &eps[n];
-    ptrs[n] = &cs[n];
-    n++;
-    for (size_t i = 0; i < p->n_host; i++, n++) {
-        netaddr_to_endpoint(&p->host[i], &eps[n], ips[n]);
-        punchline__candidate__init(&cs[n]);
-        cs[n].kind = PUNCHLINE__CANDIDATE_KIND__HOST;
-        cs[n].transport = PUNCHLINE__TRANSPORT__UDP;
-        cs[n].endpoint = &eps[n];
-        ptrs[n] = &cs[n];
+    for (int tcp = 0; tcp <= 1; tcp++) {
+        int tr = tcp ? PUNCHLINE__TRANSPORT__TCP : PUNCHLINE__TRANSPORT__UDP;
+        const netaddr *srflx = tcp ? &p->observed_tcp : &p->observed_udp;
+        if (netaddr_is_usable_candidate(srflx))
+            put_candidate(&cs[n], &eps[n], ips[n], srflx, PUNCHLINE__CANDIDATE_KIND__SERVER_REFLEXIVE, tr), n++;
+        for (size_t i = 0; i < p->n_host; i++)
+            if (p->host_tcp[i] == (tcp == 1))
+                put_candidate(&cs[n], &eps[n], ips[n], &p->host[i], PUNCHLINE__CANDIDATE_KIND__HOST, tr), n++;
     }
+    for (size_t i = 0; i < n; i++)
+        ptrs[i] = &cs[i];
     return n;
 }
 
 static void send_session(srv_conn *to, const reg_peer *other, uint64_t sid, const uint8_t *secret,
-                         Punchline__Role role, uint32_t request_id)
+                         Punchline__Role role, uint32_t request_id, Punchline__Transport transport)
 {
-    enum { MAXC = WIRE_MAX_HOST_CANDIDATES + 1 };
+    enum { MAXC = WIRE_MAX_HOST_CANDIDATES + 2 };
     Punchline__Candidate cs[MAXC], *ptrs[MAXC];
     Punchline__Endpoint eps[MAXC];
     uint8_t ips[MAXC][16];
@@ -280,6 +297,7 @@ static void send_session(srv_conn *to, const reg_peer *other, uint64_t sid, cons
     ps.secret.len = WIRE_SECRET_LEN;
     ps.role = role;
     ps.request_id = request_id;
+    ps.transport = transport;
     env.body_case = PUNCHLINE__ENVELOPE__BODY_PUNCH_START;
     env.punch_start = &ps;
     srv_conn_send(to, &env);
@@ -295,9 +313,10 @@ static void handle_connect(srv_conn *c, const Punchline__ConnectRequest *m)
                             "too many connect requests; slow down");
         return;
     }
-    if (m->transport == PUNCHLINE__TRANSPORT__TCP) {
+    if (m->transport != PUNCHLINE__TRANSPORT__TRANSPORT_UNKNOWN &&
+        m->transport != PUNCHLINE__TRANSPORT__UDP && m->transport != PUNCHLINE__TRANSPORT__TCP) {
         srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__UNSUPPORTED, rid,
-                            "tcp transport is not supported by this server yet");
+                            "transport %d is not supported by this server", m->transport);
         return;
     }
     if (!name_valid_cstr(m->peer_name)) {
@@ -326,24 +345,15 @@ static void handle_connect(srv_conn *c, const Punchline__ConnectRequest *m)
     srv_random_bytes(secret, sizeof(secret));
     /* Both sides get their messages in the same loop iteration so they start
      * probing at (nearly) the same moment. */
-    send_session(other->conn, me, sid, secret, PUNCHLINE__ROLE__CONTROLLED, 0);
-    send_session(c, other, sid, secret, PUNCHLINE__ROLE__CONTROLLING, rid);
+    send_session(other->conn, me, sid, secret, PUNCHLINE__ROLE__CONTROLLED, 0, m->transport);
+    send_session(c, other, sid, secret, PUNCHLINE__ROLE__CONTROLLING, rid, m->transport);
     srv_log(s, SRV_LOG_INFO, "session %016llx: %s -> %s", (unsigned long long)sid, me->name,
             other->name);
 }
 
 static void handle_candidates(srv_conn *c, const Punchline__Candidates *m)
 {
-    reg_peer *p = c->peer;
-    p->n_host = 0;
-    for (size_t i = 0; i < m->n_candidates && p->n_host < WIRE_MAX_HOST_CANDIDATES; i++) {
-        netaddr a;
-        if (m->candidates[i]->kind == PUNCHLINE__CANDIDATE_KIND__HOST &&
-            m->candidates[i]->transport == PUNCHLINE__TRANSPORT__UDP &&
-            netaddr_from_endpoint(m->candidates[i]->endpoint, &a) == 0 &&
-            netaddr_is_usable_candidate(&a))
-            p->host[p->n_host++] = a;
-    }
+    store_host_candidates(c->peer, m->candidates, m->n_candidates);
 }
 
 /* Returns 0, or -1 if the connection is closing/freed. */

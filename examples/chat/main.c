@@ -56,7 +56,8 @@ static void usage(FILE *f)
             "  -s, --server HOST:PORT   rendezvous server (required)\n"
             "  -n, --name NAME          this peer's name: 1-63 of A-Z a-z 0-9 . _ - (required)\n"
             "  -p, --peer NAME          connect to NAME instead of waiting\n"
-            "  -t, --transport T        auto (default), udp; tcp and relay are not supported yet\n"
+            "  -t, --transport T        auto (default: UDP and TCP race), udp, tcp; relay is not\n"
+            "                           supported yet\n"
             "  -T, --timeout SEC        give up if not connected within SEC (default 30; 0 = never)\n"
             "  -v, --verbose            more status on stderr (-vv for debug)\n"
             "  -h, --help               this help\n"
@@ -403,9 +404,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "punchline-chat: --server and --name are required (see --help)\n");
         return 2;
     }
-    if (ch.transport == PL_TRANSPORT_TCP || ch.transport == PL_TRANSPORT_RELAY) {
-        fprintf(stderr, "punchline-chat: --transport %s is not supported yet (use auto or udp)\n",
-                ch.transport == PL_TRANSPORT_TCP ? "tcp" : "relay");
+    if (ch.transport == PL_TRANSPORT_RELAY) {
+        fprintf(stderr, "punchline-chat: --transport relay is not supported yet (use auto, udp or tcp)\n");
         return 1;
     }
     if (ch.peer_name && !strcmp(ch.peer_name, name)) {

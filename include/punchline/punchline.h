@@ -67,9 +67,9 @@ enum pl_log_level { PL_LOG_ERROR = 0, PL_LOG_WARN = 1, PL_LOG_INFO = 2, PL_LOG_D
 typedef void (*pl_log_fn)(int level, const char *msg, void *user);
 
 enum pl_transport {
-    PL_TRANSPORT_AUTO = 0,  /* best available (UDP punching in this version) */
-    PL_TRANSPORT_UDP = 1,
-    PL_TRANSPORT_TCP = 2,   /* not supported yet: PL_ERR_UNSUPPORTED */
+    PL_TRANSPORT_AUTO = 0,  /* UDP and TCP punching race; the first path up wins */
+    PL_TRANSPORT_UDP = 1,   /* UDP hole punching only */
+    PL_TRANSPORT_TCP = 2,   /* TCP simultaneous open only */
     PL_TRANSPORT_RELAY = 3  /* not supported yet: PL_ERR_UNSUPPORTED */
 };
 
@@ -86,7 +86,8 @@ PL_API const char *pl_path_name(int kind);
 typedef struct pl_path_info {
     int kind;              /* enum pl_path_kind */
     char remote[64];       /* remote endpoint "IP:PORT" ("[IPv6]:PORT") */
-    uint32_t ms;           /* ms from pl_peer_connect()/incoming notice to path up */
+    uint32_t ms;           /* ms from pl_peer_connect()/incoming notice to the first path up */
+    uint32_t punch_ms;     /* ms from the rendezvous' punch start to the first path up */
 } pl_path_info;
 
 typedef struct pl_peer pl_peer;

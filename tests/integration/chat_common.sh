@@ -197,7 +197,7 @@ chat_check_connected() {
         return 1
     fi
     line=$(grep '^connected ' "$err")
-    re="^connected peer=$peer path=direct-udp remote=([0-9.]+):([0-9]+) ms=[0-9]+\$"
+    re="^connected peer=$peer path=${CHAT_PATH:-direct-udp} remote=([0-9.]+):([0-9]+) ms=[0-9]+\$"
     if ! [[ $line =~ $re ]]; then
         chat_fail "$role: bad connected line: '$line' (want peer=$peer path=direct-udp remote=$ip:PORT ms=N)"
         return 1
@@ -239,7 +239,8 @@ chat_conversation() {
         return 1
     fi
     chat_pass "bob registered"
-    chat_start_chat "$alice_where" alice --server "$rz" --name alice --peer bob --timeout "$CHAT_T_CONNECT"
+    chat_start_chat "$alice_where" alice --server "$rz" --name alice --peer bob \
+        --transport "${CHAT_TRANSPORT:-udp}" --timeout "$CHAT_T_CONNECT"
 
     local ok=1
     chat_wait_grep alice err '^connected ' "$CHAT_T_CONNECT" || { chat_fail "alice not connected within ${CHAT_T_CONNECT}s"; ok=0; }

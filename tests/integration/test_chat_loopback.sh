@@ -59,6 +59,33 @@ server="127.0.0.1:$port"
 
 chat_conversation "$server" - - 127.0.0.1 127.0.0.1 || true
 
+# The README's library example (built from README.md as punchline-hello)
+# against a waiting chat: hello sends "hello", prints the reply, half-closes.
+hello_bin="$CHAT_BIN_DIR/punchline-hello"
+if [ -x "$hello_bin" ]; then
+    chat_start_chat - readme-bob --server "$server" --name readme-bob --timeout 20
+    if ! chat_wait_grep readme-bob err '^registered ' 10; then
+        chat_fail "readme-bob did not register"
+    else
+        chat_spawn - hello /dev/null "$hello_bin" "$server" readme-alice readme-bob
+        if ! chat_wait_grep readme-bob out '^readme-alice: hello$' 10; then
+            chat_fail "README example: 'hello' did not reach the chat"
+        else
+            chat_send readme-bob "hi from the chat"
+            chat_close readme-bob
+            if ! chat_wait_exit hello 10 || ! chat_wait_exit readme-bob 10; then
+                chat_fail "README example or its chat peer still running"
+            elif [ "${CHAT_RC[hello]}" -ne 0 ] || [ "${CHAT_RC[readme-bob]}" -ne 0 ]; then
+                chat_fail "README example exited ${CHAT_RC[hello]}, chat ${CHAT_RC[readme-bob]} (want 0, 0)"
+            elif ! grep -qx 'readme-bob says: hi from the chat' "$CHAT_WORK/hello.out"; then
+                chat_fail "README example did not print the reply"
+            else
+                chat_pass "README example: hello sent, reply printed, both exit 0"
+            fi
+        fi
+    fi
+fi
+
 # Unknown peer: exit 1 quickly with "unknown peer".
 t0=$(date +%s%N)
 chat_spawn - unknown /dev/null "$chat_bin" --server "$server" --name carol --peer nobody --timeout 20
@@ -77,16 +104,16 @@ else
     fi
 fi
 
-# --transport tcp is not implemented yet: exit 1 with "not supported yet".
-chat_spawn - tcp /dev/null "$chat_bin" --server "$server" --name dave --peer bob --transport tcp --timeout 5
+# --transport relay is not implemented yet: exit 1 with "not supported yet".
+chat_spawn - tcp /dev/null "$chat_bin" --server "$server" --name dave --peer bob --transport relay --timeout 5
 if ! chat_wait_exit tcp 10; then
-    chat_fail "chat --transport tcp still running after 10s"
+    chat_fail "chat --transport relay still running after 10s"
 elif [ "${CHAT_RC[tcp]}" -ne 1 ]; then
-    chat_fail "chat --transport tcp exited ${CHAT_RC[tcp]} (want 1)"
+    chat_fail "chat --transport relay exited ${CHAT_RC[tcp]} (want 1)"
 elif ! grep -q 'not supported yet' "$CHAT_WORK/tcp.err" "$CHAT_WORK/tcp.out"; then
-    chat_fail "chat --transport tcp: no 'not supported yet' message"
+    chat_fail "chat --transport relay: no 'not supported yet' message"
 else
-    chat_pass "--transport tcp: not supported yet, exit 1"
+    chat_pass "--transport relay: not supported yet, exit 1"
 fi
 
 # A second rendezvous on the same address cannot bind: exit 1, with a message.
