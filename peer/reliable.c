@@ -214,12 +214,18 @@ void rel_input_ack(reliable *r, const Punchline__Ack *a, uint64_t now)
     uint32_t next = a->next_seq;
     if (seq_lt(r->snd_nxt, next))
         return; /* acknowledges what we never sent */
+    /* One RTT sample per ack, from the newest segment this ack is the first
+     * word on: sent once (Karn's rule) and not already SACKed -- a segment
+     * SACKed earlier and covered now only because a hole was repaired would
+     * count the repair time as path RTT. */
+    uint64_t sample_sent = 0;
+    bool sample = false;
     while (r->head && seq_lt(r->head->seq, next)) {
         rel_seg *s = r->head;
         if (s->tx_count == 0)
             break; /* cannot be acked before it was sent */
-        if (s->tx_count == 1 && now >= s->sent_ms) /* Karn: only unambiguous samples */
-            rtt_sample(r, (uint32_t)(now - s->sent_ms));
+        if (s->tx_count == 1 && !s->sacked && now >= s->sent_ms)
+            sample = true, sample_sent = s->sent_ms;
         if (s->fin)
             r->fin_acked = true;
         r->queued_bytes -= s->len;
@@ -231,9 +237,14 @@ void rel_input_ack(reliable *r, const Punchline__Ack *a, uint64_t now)
     r->snd_una = r->head ? r->head->seq : r->snd_nxt;
     for (rel_seg *s = r->head; s && s->tx_count; s = s->next) {
         uint32_t off = s->seq - next - 1;
-        if (s->seq != next && off < 64 && (a->sack >> off) & 1)
+        if (s->seq != next && off < 64 && (a->sack >> off) & 1 && !s->sacked) {
             s->sacked = true;
+            if (s->tx_count == 1 && now >= s->sent_ms && s->sent_ms >= sample_sent)
+                sample = true, sample_sent = s->sent_ms;
+        }
     }
+    if (sample)
+        rtt_sample(r, (uint32_t)(now - sample_sent));
 }
 
 static size_t encode_data(const reliable *r, const rel_seg *s, uint8_t *buf, size_t cap)

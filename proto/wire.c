@@ -119,7 +119,11 @@ int wire_decode(const uint8_t *buf, size_t len, Punchline__Envelope **out, uint3
         punchline__envelope__free_unpacked(e, NULL);
         return WIRE_E_VERSION;
     }
-    if (wire_validate(e) != WIRE_OK) {
+    /* Canonical encoding only: what we decoded must re-encode to exactly
+     * the bytes we got.  protobuf-c silently cuts a string at an embedded
+     * NUL ("alice\0x" would read as "alice"); this also refuses repeated
+     * singular fields and padded varints, which no honest encoder sends. */
+    if (punchline__envelope__get_packed_size(e) != len || wire_validate(e) != WIRE_OK) {
         punchline__envelope__free_unpacked(e, NULL);
         return WIRE_E_MALFORMED;
     }
