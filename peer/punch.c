@@ -2,7 +2,6 @@
 
 #include <string.h>
 
-#include "crypto.h"
 
 #define NEVER UINT64_MAX
 
@@ -23,6 +22,10 @@ void punch_init(punch *p, const punch_config *cfg)
     p->nominated = -1;
     p->selected = -1;
     p->state = PUNCH_IDLE;
+    p->key.session_id = cfg->session_id;
+    memcpy(p->key.secret, cfg->secret, WIRE_SECRET_LEN);
+    p->key.role = cfg->controlling ? PUNCHLINE__ROLE__CONTROLLING : PUNCHLINE__ROLE__CONTROLLED;
+    p->key.tid_seed = cfg->tid_seed;
 }
 
 static int find_pair(const punch *p, const netaddr *a)
@@ -31,11 +34,6 @@ static int find_pair(const punch *p, const netaddr *a)
         if (netaddr_equal(&p->pairs[i].remote, a))
             return (int)i;
     return -1;
-}
-
-static int own_role(const punch *p)
-{
-    return p->cfg.controlling ? PUNCHLINE__ROLE__CONTROLLING : PUNCHLINE__ROLE__CONTROLLED;
 }
 
 bool punch_add_remote(punch *p, const netaddr *a, int kind)
@@ -58,34 +56,6 @@ void punch_start(punch *p, uint64_t now)
     p->start_ms = now;
     for (size_t i = 0; i < p->npairs; i++)
         p->pairs[i].next_send_ms = now; /* every candidate at once */
-}
-
-/* MAC input, all integers big-endian:
- *   "PLP1" | session_id (8) | tid (8) | flags (1: bit0 response, bit1 nominate)
- *   | role (1) | mapped ip length (1) | mapped ip (0/4/16) | mapped port (2) */
-void punch_compute_mac(const uint8_t secret[WIRE_SECRET_LEN], uint64_t session_id, uint64_t tid,
-                       bool response, bool nominate, int role, const Punchline__Endpoint *mapped,
-                       uint8_t out[WIRE_MAC_LEN])
-{
-    uint8_t in[4 + 8 + 8 + 1 + 1 + 1 + 16 + 2];
-    size_t n = 0;
-    memcpy(in, "PLP1", 4);
-    n = 4;
-    for (int i = 7; i >= 0; i--)
-        in[n++] = (uint8_t)(session_id >> (8 * i));
-    for (int i = 7; i >= 0; i--)
-        in[n++] = (uint8_t)(tid >> (8 * i));
-    in[n++] = (uint8_t)((response ? 1 : 0) | (nominate ? 2 : 0));
-    in[n++] = (uint8_t)role;
-    size_t iplen = mapped && (mapped->ip.len == 4 || mapped->ip.len == 16) ? mapped->ip.len : 0;
-    in[n++] = (uint8_t)iplen;
-    if (iplen)
-        memcpy(in + n, mapped->ip.data, iplen);
-    n += iplen;
-    uint32_t port = mapped ? mapped->port : 0;
-    in[n++] = (uint8_t)(port >> 8);
-    in[n++] = (uint8_t)port;
-    crypto_hmac_sha256(secret, WIRE_SECRET_LEN, in, n, out, WIRE_MAC_LEN);
 }
 
 static void queue_response(punch *p, const netaddr *to, uint64_t tid, bool nominate)
@@ -120,25 +90,10 @@ static void start_nominating(punch *p, int idx, uint64_t now)
     p->pairs[idx].interval_ms = p->cfg.rto_initial_ms;
 }
 
-static bool tid_ours(const punch *p, uint64_t tid, int idx)
-{
-    /* tids are seed ^ (counter << 8 | pair index): see poll_transmit. */
-    uint64_t raw = tid ^ p->cfg.tid_seed;
-    return (int)(raw & 0xff) == idx && (raw >> 8) != 0 && (raw >> 8) <= p->tid_counter;
-}
-
 bool punch_input(punch *p, const Punchline__Probe *m, const netaddr *from, uint64_t now)
 {
-    uint8_t mac[WIRE_MAC_LEN];
     if (p->state == PUNCH_IDLE || p->state == PUNCH_FAILED || p->state == PUNCH_DEAD ||
-        m->session_id != p->cfg.session_id || m->mac.len != WIRE_MAC_LEN ||
-        (int)m->role == own_role(p) /* our own probe reflected back at us */) {
-        p->rejected++;
-        return false;
-    }
-    punch_compute_mac(p->cfg.secret, m->session_id, m->tid, m->response, m->nominate, m->role,
-                      m->mapped, mac);
-    if (!crypto_equal(mac, m->mac.data, WIRE_MAC_LEN)) {
+        !probe_authentic(&p->key, m)) {
         p->rejected++;
         return false;
     }
@@ -153,11 +108,8 @@ bool punch_input(punch *p, const Punchline__Probe *m, const netaddr *from, uint6
         }
         p->pairs[idx].got_request = true;
         queue_response(p, from, m->tid, m->nominate);
-        if (p->state == PUNCH_CONNECTED) {
-            if (idx == p->selected)
-                p->last_rx_ms = now;
-            return true;
-        }
+        if (p->state == PUNCH_CONNECTED)
+            return true; /* liveness comes only from answers to our checks (RFC 7675) */
         if (m->nominate && !p->cfg.controlling) {
             p->nominated = idx;
             if (p->pairs[idx].got_response)
@@ -168,7 +120,7 @@ bool punch_input(punch *p, const Punchline__Probe *m, const netaddr *from, uint6
         return true;
     }
     /* A response: must answer a request we sent on that very pair. */
-    if (idx < 0 || !tid_ours(p, m->tid, idx)) {
+    if (idx < 0 || !probe_tid_ours(&p->key, p->tid_counter, m->tid, (unsigned)idx)) {
         p->rejected++;
         return false;
     }
@@ -228,31 +180,6 @@ void punch_tick(punch *p, uint64_t now)
     }
 }
 
-static size_t encode_probe(const punch *p, uint64_t tid, bool response, bool nominate,
-                           const netaddr *mapped, uint8_t *buf, size_t cap)
-{
-    Punchline__Probe pr = PUNCHLINE__PROBE__INIT;
-    Punchline__Endpoint ep;
-    uint8_t ipbuf[16], mac[WIRE_MAC_LEN];
-    pr.session_id = p->cfg.session_id;
-    pr.tid = tid;
-    pr.response = response;
-    pr.nominate = nominate;
-    pr.role = own_role(p);
-    if (mapped) {
-        netaddr_to_endpoint(mapped, &ep, ipbuf);
-        pr.mapped = &ep;
-    }
-    punch_compute_mac(p->cfg.secret, pr.session_id, tid, response, nominate, pr.role, pr.mapped, mac);
-    pr.mac.data = mac;
-    pr.mac.len = sizeof(mac);
-    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
-    env.body_case = PUNCHLINE__ENVELOPE__BODY_PROBE;
-    env.probe = &pr;
-    int n = wire_encode_udp(&env, buf, cap);
-    return n > 0 ? (size_t)n : 0;
-}
-
 size_t punch_poll_transmit(punch *p, uint64_t now, netaddr *to, uint8_t *buf, size_t cap)
 {
     if (p->nresp) {
@@ -260,7 +187,7 @@ size_t punch_poll_transmit(punch *p, uint64_t now, netaddr *to, uint8_t *buf, si
         memmove(p->resp, p->resp + 1, (p->nresp - 1) * sizeof(p->resp[0]));
         p->nresp--;
         *to = r.to;
-        return encode_probe(p, r.tid, true, r.nominate, &r.to, buf, cap);
+        return probe_encode(&p->key, r.tid, true, r.nominate, &r.to, true, buf, cap);
     }
     if (p->state != PUNCH_CHECKING && p->state != PUNCH_CONNECTED)
         return 0;
@@ -269,7 +196,7 @@ size_t punch_poll_transmit(punch *p, uint64_t now, netaddr *to, uint8_t *buf, si
         if (pp->next_send_ms > now)
             continue;
         p->tid_counter++;
-        pp->last_tid = p->cfg.tid_seed ^ (p->tid_counter << 8 | (uint64_t)i);
+        pp->last_tid = probe_tid(&p->key, p->tid_counter, (unsigned)i);
         if (p->state == PUNCH_CHECKING) {
             pp->next_send_ms = now + pp->interval_ms;
             pp->interval_ms = pp->interval_ms * 2 > p->cfg.rto_max_ms ? p->cfg.rto_max_ms
@@ -279,7 +206,7 @@ size_t punch_poll_transmit(punch *p, uint64_t now, netaddr *to, uint8_t *buf, si
         }
         bool nominate = p->cfg.controlling && p->state == PUNCH_CHECKING && p->nominated == (int)i;
         *to = pp->remote;
-        return encode_probe(p, pp->last_tid, false, nominate, NULL, buf, cap);
+        return probe_encode(&p->key, pp->last_tid, false, nominate, NULL, true, buf, cap);
     }
     return 0;
 }

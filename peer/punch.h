@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "probe.h"
 #include "wire.h"
 
 #define PUNCH_MAX_PAIRS 40     /* remote candidates incl. peer-reflexive (RFC 8445 s19.5.1) */
@@ -75,6 +76,7 @@ typedef struct punch {
     size_t nresp;
     netaddr mapped;            /* our address as the peer saw it (from responses) */
     size_t rejected;           /* probes dropped: bad MAC, wrong session, reflections */
+    probe_key key;
 } punch;
 
 void punch_init(punch *p, const punch_config *cfg);
@@ -101,10 +103,5 @@ uint64_t punch_next_deadline(const punch *p);
 int punch_state(const punch *p);
 /* The selected remote address, or NULL before CONNECTED. */
 const netaddr *punch_remote(const punch *p);
-
-/* Exposed for tests: the MAC of a probe (docs/PROTOCOL.md, "Probe MAC"). */
-void punch_compute_mac(const uint8_t secret[WIRE_SECRET_LEN], uint64_t session_id, uint64_t tid,
-                       bool response, bool nominate, int role, const Punchline__Endpoint *mapped,
-                       uint8_t out[WIRE_MAC_LEN]);
 
 #endif

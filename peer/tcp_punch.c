@@ -2,8 +2,6 @@
 
 #include <string.h>
 
-#include "crypto.h"
-#include "punch.h" /* punch_compute_mac: the same MAC as UDP probes */
 
 #define NEVER UINT64_MAX
 
@@ -23,11 +21,10 @@ void tcpp_init(tcp_punch *t, const tcpp_config *cfg)
     t->cfg.path_timeout_ms = dflt(cfg->path_timeout_ms, 30000);
     t->selected = -1;
     t->nominating = -1;
-}
-
-static int own_role(const tcp_punch *t)
-{
-    return t->cfg.controlling ? PUNCHLINE__ROLE__CONTROLLING : PUNCHLINE__ROLE__CONTROLLED;
+    t->key.session_id = cfg->session_id;
+    memcpy(t->key.secret, cfg->secret, WIRE_SECRET_LEN);
+    t->key.role = cfg->controlling ? PUNCHLINE__ROLE__CONTROLLING : PUNCHLINE__ROLE__CONTROLLED;
+    t->key.tid_seed = cfg->tid_seed;
 }
 
 bool tcpp_add_remote(tcp_punch *t, const netaddr *a)
@@ -148,25 +145,10 @@ static void become_connected(tcp_punch *t, int stream, uint64_t now)
         t->cands[i].next_attempt_ms = NEVER;
 }
 
-static bool tid_ours(const tcp_punch *t, uint64_t tid, int stream)
-{
-    uint64_t raw = tid ^ t->cfg.tid_seed;
-    return (int)(raw & 0xff) == stream && (raw >> 8) != 0 && (raw >> 8) <= t->tid_counter;
-}
-
 bool tcpp_input(tcp_punch *t, int stream, const Punchline__Probe *m, uint64_t now)
 {
-    uint8_t mac[WIRE_MAC_LEN];
     if (stream < 0 || stream >= TCPP_MAX_STREAMS || !t->streams[stream].used ||
-        (t->state != TCPP_CHECKING && t->state != TCPP_CONNECTED) ||
-        m->session_id != t->cfg.session_id || m->mac.len != WIRE_MAC_LEN ||
-        (int)m->role == own_role(t)) {
-        t->rejected++;
-        return false;
-    }
-    punch_compute_mac(t->cfg.secret, m->session_id, m->tid, m->response, m->nominate, m->role,
-                      m->mapped, mac);
-    if (!crypto_equal(mac, m->mac.data, WIRE_MAC_LEN)) {
+        (t->state != TCPP_CHECKING && t->state != TCPP_CONNECTED) || !probe_authentic(&t->key, m)) {
         t->rejected++;
         return false;
     }
@@ -176,11 +158,8 @@ bool tcpp_input(tcp_punch *t, int stream, const Punchline__Probe *m, uint64_t no
         s->resp_queued = true;
         s->resp_tid = m->tid;
         s->resp_nominate = m->nominate;
-        if (t->state == TCPP_CONNECTED) {
-            if (stream == t->selected)
-                t->last_rx_ms = now;
-            return true;
-        }
+        if (t->state == TCPP_CONNECTED)
+            return true; /* liveness comes only from answers to our checks (RFC 7675) */
         /* A TCP stream carries both directions, and this request proves the
          * peer is at the other end: the nominated stream is selected. */
         if (m->nominate && !t->cfg.controlling) {
@@ -189,7 +168,7 @@ bool tcpp_input(tcp_punch *t, int stream, const Punchline__Probe *m, uint64_t no
         }
         return true;
     }
-    if (!tid_ours(t, m->tid, stream)) {
+    if (!probe_tid_ours(&t->key, t->tid_counter, m->tid, (unsigned)stream)) {
         t->rejected++;
         return false;
     }
@@ -280,31 +259,6 @@ bool tcpp_poll_action(tcp_punch *t, uint64_t now, tcpp_action *out)
     return false;
 }
 
-static size_t encode(const tcp_punch *t, const tcpp_stream *s, uint64_t tid, bool response,
-                     bool nominate, uint8_t *buf, size_t cap)
-{
-    Punchline__Probe pr = PUNCHLINE__PROBE__INIT;
-    Punchline__Endpoint ep;
-    uint8_t ipbuf[16], mac[WIRE_MAC_LEN];
-    pr.session_id = t->cfg.session_id;
-    pr.tid = tid;
-    pr.response = response;
-    pr.nominate = nominate;
-    pr.role = own_role(t);
-    if (response) {
-        netaddr_to_endpoint(&s->remote, &ep, ipbuf);
-        pr.mapped = &ep;
-    }
-    punch_compute_mac(t->cfg.secret, pr.session_id, tid, response, nominate, pr.role, pr.mapped, mac);
-    pr.mac.data = mac;
-    pr.mac.len = sizeof(mac);
-    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
-    env.body_case = PUNCHLINE__ENVELOPE__BODY_PROBE;
-    env.probe = &pr;
-    int n = wire_encode(&env, buf, cap);
-    return n > 0 ? (size_t)n : 0;
-}
-
 size_t tcpp_poll_transmit(tcp_punch *t, uint64_t now, int *stream, uint8_t *buf, size_t cap)
 {
     if (t->state != TCPP_CHECKING && t->state != TCPP_CONNECTED)
@@ -316,14 +270,15 @@ size_t tcpp_poll_transmit(tcp_punch *t, uint64_t now, int *stream, uint8_t *buf,
         *stream = i;
         if (s->resp_queued) {
             s->resp_queued = false;
-            return encode(t, s, s->resp_tid, true, s->resp_nominate, buf, cap);
+            return probe_encode(&t->key, s->resp_tid, true, s->resp_nominate, &s->remote, false,
+                                buf, cap);
         }
         if (s->req_queued) {
             s->req_queued = false;
             t->tid_counter++;
-            s->last_tid = t->cfg.tid_seed ^ (t->tid_counter << 8 | (uint64_t)i);
+            s->last_tid = probe_tid(&t->key, t->tid_counter, (unsigned)i);
             bool nominate = t->cfg.controlling && t->state == TCPP_CHECKING && t->nominating == i;
-            return encode(t, s, s->last_tid, false, nominate, buf, cap);
+            return probe_encode(&t->key, s->last_tid, false, nominate, NULL, false, buf, cap);
         }
     }
     return 0;

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "probe.h"
 #include "wire.h"
 
 #define TCPP_MAX_CANDS 17
@@ -93,6 +94,7 @@ typedef struct tcp_punch {
     uint64_t tid_counter;
     size_t rejected;
     const char *fail_reason;   /* static text when FAILED/DEAD */
+    probe_key key;
 } tcp_punch;
 
 void tcpp_init(tcp_punch *t, const tcpp_config *cfg);

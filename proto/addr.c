@@ -6,13 +6,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Digits only: strtol alone would take " 80", "+80" or "-0". */
 static int parse_port(const char *s, uint16_t *out)
 {
-    char *end;
-    if (!*s)
+    uint32_t v = 0;
+    if (!*s || strlen(s) > 5)
         return -1;
-    long v = strtol(s, &end, 10);
-    if (*end || v < 0 || v > 65535)
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        v = v * 10 + (uint32_t)(*s - '0');
+    }
+    if (v > 65535)
         return -1;
     *out = (uint16_t)v;
     return 0;

@@ -115,6 +115,11 @@ int wire_decode(const uint8_t *buf, size_t len, Punchline__Envelope **out, uint3
         return WIRE_E_MALFORMED;
     if (version)
         *version = e->version;
+    if (e->version == 0) {
+        /* no version at all (e.g. an empty envelope): not a version question */
+        punchline__envelope__free_unpacked(e, NULL);
+        return WIRE_E_MALFORMED;
+    }
     if (e->version != WIRE_VERSION) {
         punchline__envelope__free_unpacked(e, NULL);
         return WIRE_E_VERSION;

@@ -3,9 +3,11 @@
  *
  * UDP datagram:
  *   +------+-----------------------------+
- *   | 0x50 | serialized Envelope ...      |
+ *   | 0x0C | serialized Envelope ...      |
  *   +------+-----------------------------+
- * RFC 7983 s7: first byte 0..3 = STUN, 20..63 = DTLS; 0x50 ('P') is ours.
+ * RFC 7983 s7 as updated by RFC 9443: 0..3 STUN, 16..19 ZRTP, 20..63 DTLS,
+ * 64..79 TURN channels, 64..127 and 192..255 QUIC, 128..191 RTP.  4..15 is
+ * unassigned; 0x0C is ours, so one socket can also carry any of the others.
  */
 #ifndef PL_WIRE_H
 #define PL_WIRE_H
@@ -16,7 +18,7 @@
 #include "punchline.pb-c.h"
 
 #define WIRE_VERSION 1
-#define WIRE_UDP_MARKER 0x50
+#define WIRE_UDP_MARKER 0x0C
 #define WIRE_UDP_MAX 1400        /* largest datagram we send or accept */
 #define WIRE_MAX_CANDIDATES 32   /* per message (RFC 8445 s19.5.1 spirit) */
 #define WIRE_MAX_HOST_CANDIDATES 16

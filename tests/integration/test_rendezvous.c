@@ -375,7 +375,7 @@ Test(rendezvous, unregistered_connection_times_out)
 Test(rendezvous, udp_noise_is_ignored_and_server_keeps_serving)
 {
     int u = socket(AF_INET, SOCK_DGRAM, 0);
-    const uint8_t noise[][8] = {{0}, {0x00, 0x01, 0, 0}, {22, 3, 1}, {0x50, 0xff, 0xff}, {0x50}};
+    const uint8_t noise[][8] = {{0}, {0x00, 0x01, 0, 0}, {22, 3, 1}, {0x0c, 0xff, 0xff}, {0x0c}};
     const size_t lens[] = {0, 4, 3, 3, 1};
     for (size_t i = 0; i < 5; i++)
         sendto(u, noise[i], lens[i], 0, &srv_addr.u.sa, srv_addr.len);
