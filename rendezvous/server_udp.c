@@ -1,11 +1,12 @@
-/* The rendezvous UDP socket: learns each peer's server-reflexive endpoint.
- * Datagrams are demultiplexed by first byte (RFC 7983); STUN is answered by
- * a later version, DTLS and unknown bytes are dropped. */
+/* The rendezvous UDP socket: learns each peer's server-reflexive endpoint
+ * and answers STUN Binding requests.  Datagrams are demultiplexed by first
+ * byte (RFC 7983); DTLS and unknown bytes are dropped. */
 #include "server_internal.h"
 
 #include <errno.h>
 #include <string.h>
 
+#include "stun.h"
 #include "timeutil.h"
 
 static void udp_reply(server *s, const netaddr *to, Punchline__Envelope *env, size_t req_len)
@@ -19,9 +20,34 @@ static void udp_reply(server *s, const netaddr *to, Punchline__Envelope *env, si
     sendto(s->udp_fd, out, (size_t)n, 0, &to->u.sa, to->len);
 }
 
+/* STUN Binding (RFC 8489): any STUN client can learn its server-reflexive
+ * address here.  Not STUN, a wrong FINGERPRINT, indications, responses and
+ * other methods are dropped silently; unknown comprehension-required
+ * attributes get 420 (s6.3.1). */
+static void handle_stun(server *s, const uint8_t *buf, size_t len, const netaddr *from)
+{
+    stun_msg req;
+    uint8_t out[256];
+    size_t n = 0;
+    if (stun_parse(buf, len, &req) != STUN_OK || req.type != STUN_BINDING_REQUEST)
+        return;
+    if (req.n_unknown)
+        n = stun_binding_error(&req, 420, "Unknown Attribute", out, sizeof(out));
+    else
+        n = stun_binding_success(&req, from, out, sizeof(out));
+    /* the same 3x amplification bound as our own replies */
+    if (n && n <= 3 * len)
+        sendto(s->udp_fd, out, n, 0, &from->u.sa, from->len);
+}
+
 static void handle_datagram(server *s, const uint8_t *buf, size_t len, const netaddr *from)
 {
-    if (wire_classify(buf, len) != WIRE_CLASS_PUNCHLINE)
+    int cls = wire_classify(buf, len);
+    if (cls == WIRE_CLASS_STUN) {
+        handle_stun(s, buf, len, from);
+        return;
+    }
+    if (cls != WIRE_CLASS_PUNCHLINE)
         return;
     Punchline__Envelope *env = NULL;
     uint32_t version = 0;

@@ -15,6 +15,7 @@ PL_DEPS_PACKAGES=(
     libcriterion-dev                                     # unit tests
     iproute2 nftables iptables conntrack                 # NAT lab (tests/natlab)
     python3                                              # NAT-lab self-test probes
+    coturn                                               # turnutils_stunclient: STUN interop test
 )
 
 # pl_deps_missing: print the packages that are not installed, one per line.

@@ -116,6 +116,18 @@ else
     chat_pass "--transport relay: not supported yet, exit 1"
 fi
 
+# STUN (RFC 8489): coturn's client learns its reflexive address from us.
+if command -v turnutils_stunclient >/dev/null 2>&1; then
+    if out=$(timeout 10 turnutils_stunclient -p "$port" 127.0.0.1 2>&1) &&
+        grep -q 'UDP reflexive addr: 127.0.0.1:[0-9]' <<<"$out"; then
+        chat_pass "turnutils_stunclient: $(grep -m1 -o 'UDP reflexive addr: [0-9.:]*' <<<"$out")"
+    else
+        chat_fail "turnutils_stunclient got no reflexive address: $out"
+    fi
+else
+    chat_log "SKIP: turnutils_stunclient not installed (Debian coturn); scripts/deps.sh installs it"
+fi
+
 # A second rendezvous on the same address cannot bind: exit 1, with a message.
 chat_spawn - rz-dup /dev/null "$rz_bin" --listen "$server"
 if ! chat_wait_exit rz-dup 5; then

@@ -12,6 +12,7 @@
 
 #include "frame.h"
 #include "server.h"
+#include "stun.h"
 #include "timeutil.h"
 #include "wire.h"
 
@@ -395,4 +396,43 @@ Test(rendezvous, udp_noise_is_ignored_and_server_keeps_serving)
     do_register(fd, "still-serving", &keep);
     wire_free(keep);
     close(fd);
+}
+
+/* STUN Binding (RFC 8489) on the rendezvous UDP port: the success names
+ * the client's own address; an unknown comprehension-required attribute
+ * gets 420; a request with a bad FINGERPRINT gets nothing. */
+Test(rendezvous, stun_binding_requests_are_answered)
+{
+    int u = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(u, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t sl = sizeof(a);
+    getsockname(u, (struct sockaddr *)&a, &sl);
+
+    uint8_t req[20] = {0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    sendto(u, req, sizeof(req), 0, &srv_addr.u.sa, srv_addr.len);
+    cr_assert(pump_until_readable(u, 3000), "no STUN answer");
+    uint8_t in[256];
+    ssize_t n = recv(u, in, sizeof(in), 0);
+    stun_msg m;
+    cr_assert_eq(stun_parse(in, (size_t)n, &m), STUN_OK);
+    cr_assert_eq(m.type, STUN_BINDING_SUCCESS);
+    cr_assert_eq(memcmp(m.tid, req + 8, 12), 0);
+    cr_assert(m.has_xor_mapped);
+    cr_assert_eq(netaddr_port(&m.xor_mapped), ntohs(a.sin_port), "the reflexive port is ours");
+
+    uint8_t unk[28] = {0, 1, 0, 8, 0x21, 0x12, 0xa4, 0x42, 7, 7, 7};
+    unk[20] = 0x7f, unk[23] = 4;
+    sendto(u, unk, sizeof(unk), 0, &srv_addr.u.sa, srv_addr.len);
+    cr_assert(pump_until_readable(u, 3000), "no 420");
+    n = recv(u, in, sizeof(in), 0);
+    cr_assert_eq(stun_parse(in, (size_t)n, &m), STUN_OK);
+    cr_assert_eq(m.type, STUN_BINDING_ERROR);
+    cr_assert_eq(in[26] * 100 + in[27], 420);
+
+    uint8_t badfp[28] = {0, 1, 0, 8, 0x21, 0x12, 0xa4, 0x42, 8, 8, 8};
+    badfp[20] = 0x80, badfp[21] = 0x28, badfp[23] = 4, badfp[24] = 1;
+    sendto(u, badfp, sizeof(badfp), 0, &srv_addr.u.sa, srv_addr.len);
+    cr_assert_not(pump_until_readable(u, 300), "answered a request with a bad FINGERPRINT");
+    close(u);
 }
