@@ -348,6 +348,12 @@ static void choose_path(pl_conn *c)
     }
     if (path_up(c, c->active))
         return;
+    /* Both directions are finished and acknowledged: the peer closing its
+     * end of a TCP path during our linger is the normal end, not a failure. */
+    if (c->state == CONN_LINGER) {
+        conn_finish(c, 0, NULL);
+        return;
+    }
     /* The active path died: move to the other one if it is up. */
     int other = c->active == PL_PATH_DIRECT_UDP ? PL_PATH_DIRECT_TCP : PL_PATH_DIRECT_UDP;
     if (path_up(c, other)) {

@@ -15,6 +15,15 @@
 #   chat_start_rendezvous - 127.0.0.1 "$port"
 #   chat_conversation 127.0.0.1:"$port" - - 127.0.0.1 127.0.0.1
 #   chat_exit                               # exit 0 iff no check failed
+#
+# Several conversations in one script: chat_talk takes the peer names, which
+# are also the roles (log files, pids), so give every conversation its own
+# names (e.g. a1-alice/a1-bob, then a2-alice/a2-bob) and they can share one
+# rendezvous and one work directory.
+#
+# Environment: CHAT_TRANSPORT is passed to the caller's --transport (default
+# udp); CHAT_PATH is the path regex the connected lines must show (default
+# direct-udp).
 
 # Bounds (seconds). Generous enough for ASan builds on 2 slow cores.
 CHAT_T_REGISTER=${CHAT_T_REGISTER:-10} # bob's "registered" line
@@ -187,23 +196,24 @@ chat_wait_lines() {
 }
 
 # chat_check_connected ROLE PEER IP: ROLE's stderr has exactly one
-# "connected ..." line, matching the contract, with path=direct-udp and a
-# remote address IP:<port>.
+# "connected ..." line, matching the contract, with path=$CHAT_PATH (default
+# direct-udp) and a remote address IP:<port>.
 chat_check_connected() {
     local role=$1 peer=$2 ip=$3 err="$CHAT_WORK/$1.err" n line re remote
+    local path=${CHAT_PATH:-direct-udp}
     n=$(grep -c '^connected ' "$err" || true)
     if [ "$n" -ne 1 ]; then
         chat_fail "$role: expected exactly one 'connected' line on stderr, got $n"
         return 1
     fi
     line=$(grep '^connected ' "$err")
-    re="^connected peer=$peer path=${CHAT_PATH:-direct-udp} remote=([0-9.]+):([0-9]+) ms=[0-9]+\$"
+    re="^connected peer=$peer path=($path) remote=([0-9.]+):([0-9]+) ms=[0-9]+\$"
     if ! [[ $line =~ $re ]]; then
-        chat_fail "$role: bad connected line: '$line' (want peer=$peer path=direct-udp remote=$ip:PORT ms=N)"
+        chat_fail "$role: bad connected line: '$line' (want peer=$peer path=$path remote=$ip:PORT ms=N)"
         return 1
     fi
-    remote="${BASH_REMATCH[1]}:${BASH_REMATCH[2]}"
-    if [ "${BASH_REMATCH[1]}" != "$ip" ] || [ "${BASH_REMATCH[2]}" -lt 1 ] || [ "${BASH_REMATCH[2]}" -gt 65535 ]; then
+    remote="${BASH_REMATCH[2]}:${BASH_REMATCH[3]}"
+    if [ "${BASH_REMATCH[2]}" != "$ip" ] || [ "${BASH_REMATCH[3]}" -lt 1 ] || [ "${BASH_REMATCH[3]}" -gt 65535 ]; then
         chat_fail "$role: connected to $remote, expected $ip:PORT"
         return 1
     fi
@@ -221,61 +231,70 @@ chat_check_output() {
 }
 
 # chat_conversation RZ_ADDR BOB_WHERE ALICE_WHERE ALICE_SEES BOB_SEES
-# The full scenario, with the rendezvous already running at RZ_ADDR:
-#  bob waits, alice connects by name; both print one connected line (alice's
-#  remote IP must be ALICE_SEES, bob's BOB_SEES); 5 numbered lines each way,
-#  interleaved, arrive in order as "<name>: <text>"; alice closes stdin first
-#  and must keep running and still receive bob's last line; then bob closes;
-#  both exit 0.
+# The classic scenario: bob waits, alice calls him (chat_talk with the names
+# alice and bob).
 chat_conversation() {
-    local rz=$1 bob_where=$2 alice_where=$3 alice_sees=$4 bob_sees=$5 i
-    local to_bob="$CHAT_WORK/expect.bob" to_alice="$CHAT_WORK/expect.alice"
-    : >"$to_bob"
-    : >"$to_alice"
+    chat_talk "$1" "$3" alice "$4" "$2" bob "$5"
+}
 
-    chat_start_chat "$bob_where" bob --server "$rz" --name bob --timeout "$CHAT_T_CONNECT"
-    if ! chat_wait_grep bob err registered "$CHAT_T_REGISTER"; then
-        chat_fail "bob did not print 'registered' within ${CHAT_T_REGISTER}s"
+# chat_talk RZ_ADDR CALLER_WHERE CALLER CALLER_SEES CALLEE_WHERE CALLEE CALLEE_SEES
+# The full scenario, with the rendezvous already running at RZ_ADDR. CALLER
+# and CALLEE are the peer names and the roles (log files $CHAT_WORK/NAME.*):
+#  the callee registers and waits, the caller connects by name (with
+#  --transport $CHAT_TRANSPORT); both print one connected line (the caller's
+#  remote IP must be CALLER_SEES, the callee's CALLEE_SEES, the path
+#  $CHAT_PATH); 5 numbered lines each way, interleaved, arrive in order as
+#  "<name>: <text>"; the caller closes stdin first and must keep running and
+#  still receive the callee's last line; then the callee closes; both exit 0.
+chat_talk() {
+    local rz=$1 caller_where=$2 caller=$3 caller_sees=$4 callee_where=$5 callee=$6 callee_sees=$7 i
+    local to_callee="$CHAT_WORK/expect.$callee" to_caller="$CHAT_WORK/expect.$caller"
+    : >"$to_callee"
+    : >"$to_caller"
+
+    chat_start_chat "$callee_where" "$callee" --server "$rz" --name "$callee" --timeout "$CHAT_T_CONNECT"
+    if ! chat_wait_grep "$callee" err registered "$CHAT_T_REGISTER"; then
+        chat_fail "$callee did not print 'registered' within ${CHAT_T_REGISTER}s"
         return 1
     fi
-    chat_pass "bob registered"
-    chat_start_chat "$alice_where" alice --server "$rz" --name alice --peer bob \
+    chat_pass "$callee registered"
+    chat_start_chat "$caller_where" "$caller" --server "$rz" --name "$caller" --peer "$callee" \
         --transport "${CHAT_TRANSPORT:-udp}" --timeout "$CHAT_T_CONNECT"
 
     local ok=1
-    chat_wait_grep alice err '^connected ' "$CHAT_T_CONNECT" || { chat_fail "alice not connected within ${CHAT_T_CONNECT}s"; ok=0; }
-    chat_wait_grep bob err '^connected ' "$CHAT_T_CONNECT" || { chat_fail "bob not connected within ${CHAT_T_CONNECT}s"; ok=0; }
+    chat_wait_grep "$caller" err '^connected ' "$CHAT_T_CONNECT" || { chat_fail "$caller not connected within ${CHAT_T_CONNECT}s"; ok=0; }
+    chat_wait_grep "$callee" err '^connected ' "$CHAT_T_CONNECT" || { chat_fail "$callee not connected within ${CHAT_T_CONNECT}s"; ok=0; }
     [ "$ok" = 1 ] || return 1
-    chat_check_connected alice bob "$alice_sees" || ok=0
-    chat_check_connected bob alice "$bob_sees" || ok=0
+    chat_check_connected "$caller" "$callee" "$caller_sees" || ok=0
+    chat_check_connected "$callee" "$caller" "$callee_sees" || ok=0
 
     # Interleaved conversation; text has ": ", spaces and UTF-8 on purpose.
     for i in 1 2 3 4 5; do
-        chat_send alice "line $i from alice: hello, bob!"
-        printf 'alice: %s\n' "line $i from alice: hello, bob!" >>"$to_bob"
+        chat_send "$caller" "line $i from $caller: hello, $callee!"
+        printf '%s: %s\n' "$caller" "line $i from $caller: hello, $callee!" >>"$to_callee"
         sleep 0.05
-        chat_send bob "line $i from bob: grüße, alice"
-        printf 'bob: %s\n' "line $i from bob: grüße, alice" >>"$to_alice"
+        chat_send "$callee" "line $i from $callee: grüße, $caller"
+        printf '%s: %s\n' "$callee" "line $i from $callee: grüße, $caller" >>"$to_caller"
         sleep 0.05
     done
-    chat_wait_lines bob 5 "$CHAT_T_LINES" || chat_fail "bob got fewer than 5 lines within ${CHAT_T_LINES}s"
-    chat_wait_lines alice 5 "$CHAT_T_LINES" || chat_fail "alice got fewer than 5 lines within ${CHAT_T_LINES}s"
+    chat_wait_lines "$callee" 5 "$CHAT_T_LINES" || chat_fail "$callee got fewer than 5 lines within ${CHAT_T_LINES}s"
+    chat_wait_lines "$caller" 5 "$CHAT_T_LINES" || chat_fail "$caller got fewer than 5 lines within ${CHAT_T_LINES}s"
 
-    # Half close: alice is done sending but must keep receiving.
-    chat_close alice
+    # Half close: the caller is done sending but must keep receiving.
+    chat_close "$caller"
     sleep 0.5
-    if _chat_alive alice; then
-        chat_pass "alice keeps running after her stdin EOF while bob is still sending"
+    if _chat_alive "$caller"; then
+        chat_pass "$caller keeps running after its stdin EOF while $callee is still sending"
     else
-        chat_fail "alice exited right after her stdin EOF although bob had not finished"
+        chat_fail "$caller exited right after its stdin EOF although $callee had not finished"
     fi
-    chat_send bob "last words from bob"
-    printf 'bob: %s\n' "last words from bob" >>"$to_alice"
-    chat_wait_lines alice 6 "$CHAT_T_LINES" || chat_fail "alice did not get bob's line sent after her EOF"
-    chat_close bob
+    chat_send "$callee" "last words from $callee"
+    printf '%s: %s\n' "$callee" "last words from $callee" >>"$to_caller"
+    chat_wait_lines "$caller" 6 "$CHAT_T_LINES" || chat_fail "$caller did not get $callee's line sent after its EOF"
+    chat_close "$callee"
 
     local role
-    for role in alice bob; do
+    for role in "$caller" "$callee"; do
         if ! chat_wait_exit "$role" "$CHAT_T_EXIT"; then
             chat_fail "$role still running ${CHAT_T_EXIT}s after both stdins were closed"
         elif [ "${CHAT_RC[$role]}" -ne 0 ]; then
@@ -284,8 +303,8 @@ chat_conversation() {
             chat_pass "$role exited 0 after EOF"
         fi
     done
-    chat_check_output bob "$to_bob"
-    chat_check_output alice "$to_alice"
+    chat_check_output "$callee" "$to_callee"
+    chat_check_output "$caller" "$to_caller"
 }
 
 # chat_stop ROLE: SIGTERM ROLE and reap it (bounded).

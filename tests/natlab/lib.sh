@@ -9,6 +9,7 @@
 #   natlab_add_router ra 203.0.113.11 10.0.1.0/24 port-restricted
 #   natlab_add_host   alice ra 10.0.1.10
 #   natlab_exec alice ping -c1 203.0.113.1
+#   natlab_add_public_host pub 203.0.113.50               # no NAT at all
 #
 # Every namespace is named "$NATLAB_PREFIX-<name>" (prefix unique per run, so
 # parallel tests never collide). All links live inside those namespaces: no
@@ -29,7 +30,8 @@ declare -gA NATLAB_LAN_PLEN=()  # router name -> LAN prefix length
 declare -gA NATLAB_WAN_IP=()    # router name -> router's public (WAN) address
 declare -gA NATLAB_TYPE=()      # router name -> NAT type
 declare -gA NATLAB_HOST_IP=()   # host name -> LAN address
-declare -gA NATLAB_HOST_ROUTER=() # host name -> router name
+declare -gA NATLAB_HOST_ROUTER=() # host name -> router name ("" = public host)
+declare -gA NATLAB_PUBLIC=()    # public host name -> "open" or "firewall"
 
 _natlab_err() { printf 'natlab: %s\n' "$*" >&2; }
 
@@ -210,6 +212,57 @@ natlab_add_host() {
     NATLAB_HOST_ROUTER[$name]=$router
 }
 
+# natlab_add_public_host NAME IP [open|firewall]: a host with its own public
+# address on the internet bridge and no NAT (a server, a host on a university
+# or IPv4-rich network). Interface "eth0" in the host, "p-NAME" on the bridge;
+# default route via 203.0.113.1 (all other nodes are on the same /24 anyway).
+#   open      (default) no filtering at all: unsolicited packets reach the
+#             host's stack, so a TCP SYN to a port nobody listens on is
+#             answered with a RST, as a bare server does.
+#   firewall  stateful host firewall with no NAT: unsolicited inbound packets
+#             are dropped (input hook) before conntrack confirms them, so it
+#             filters like a port-restricted NAT but never translates.
+# natlab_host_ip NAME gives IP; natlab_host_router NAME gives "".
+natlab_add_public_host() {
+    if [ $# -lt 2 ] || [ $# -gt 3 ]; then
+        _natlab_err "usage: natlab_add_public_host NAME IP [open|firewall]"
+        return 1
+    fi
+    local name=$1 ip=${2%/*} kind=${3:-open} ns inet
+    case $kind in
+        open | firewall) ;;
+        *) _natlab_err "public host kind must be open or firewall, got '$kind'"; return 1 ;;
+    esac
+    ns=$(natlab_ns "$name")
+    inet=$(natlab_ns inet)
+    if ! ip netns list | grep -q "^$inet\b"; then
+        _natlab_err "call natlab_add_internet before natlab_add_public_host"
+        return 1
+    fi
+    _natlab_new_ns "$name" || return 1
+    _natlab_run ip -n "$ns" link add name eth0 type veth peer name "p-$name" netns "$inet" || return 1
+    _natlab_run ip -n "$inet" link set "p-$name" master br0 || return 1
+    _natlab_run ip -n "$inet" link set "p-$name" up || return 1
+    _natlab_run ip -n "$ns" addr add "$ip/$NATLAB_INET_PLEN" dev eth0 || return 1
+    _natlab_run ip -n "$ns" link set eth0 up || return 1
+    _natlab_run ip -n "$ns" route add default via "$NATLAB_INET_IP" || return 1
+    if [ "$kind" = firewall ]; then
+        ip netns exec "$ns" nft -f - <<EOF || { _natlab_err "loading host firewall into $ns failed"; return 1; }
+table ip filt {
+    chain input {
+        type filter hook input priority filter; policy accept;
+        iifname "eth0" ct state established,related accept
+        iifname "eth0" icmp type echo-request accept
+        iifname "eth0" drop
+    }
+}
+EOF
+    fi
+    NATLAB_HOST_IP[$name]=$ip
+    NATLAB_HOST_ROUTER[$name]=""
+    NATLAB_PUBLIC[$name]=$kind
+}
+
 # Accessors, so tests don't reach into the arrays.
 natlab_wan_ip() { printf '%s\n' "${NATLAB_WAN_IP[$1]}"; }
 natlab_host_ip() { printf '%s\n' "${NATLAB_HOST_IP[$1]}"; }
@@ -283,6 +336,11 @@ EOF
 }
 
 # Symmetric: mapping depends on the destination, ports are random.
+# `masquerade random` is protocol-independent: TCP connections get a fresh
+# random port per destination exactly like UDP flows (checked with conntrack:
+# one TCP socket bound to one port, connecting to two servers, shows two
+# different reply ports on the router), so TCP simultaneous open through this
+# router meets the same wall as UDP punching.
 _natlab_rules_symmetric() {
     local ns=$1 wan=$2 lan=$3
     {
@@ -318,6 +376,14 @@ natlab_dump() {
             ip netns exec "$ns" conntrack -L 2>&1 | sed 's/^/  ct: /' || true
         fi
         ip netns exec "$ns" nft list ruleset 2>&1 | sed 's/^/  nft: /' || true
+    done
+    for name in "${!NATLAB_PUBLIC[@]}"; do
+        [ "${NATLAB_PUBLIC[$name]}" = firewall ] || continue
+        ns=$(natlab_ns "$name")
+        printf '=== public host %s (%s, firewall) ===\n' "$name" "${NATLAB_HOST_IP[$name]}"
+        if command -v conntrack >/dev/null 2>&1; then
+            ip netns exec "$ns" conntrack -L 2>&1 | sed 's/^/  ct: /' || true
+        fi
     done
 }
 
