@@ -12,6 +12,8 @@
 
 #define LINGER_MIN_MS 200
 #define LINGER_MAX_MS 2000
+#define REPUNCH_FIRST_MS 5000    /* relay active, direct paths failed: retry after */
+#define REPUNCH_MAX_MS 120000    /* backoff cap */
 
 
 int conn_error_from_wire(int code)
@@ -98,6 +100,7 @@ void conn_destroy(pl_conn *c)
         }
     }
     conn_tcp_free(c);
+    conn_relay_free(c);
     rel_free(&c->rel);
     free(c);
 }
@@ -108,6 +111,8 @@ static void send_datagram(pl_conn *c, const uint8_t *buf, size_t n)
         peer_udp_send(c->peer, punch_remote(&c->pu), buf, n);
     else if (c->active == PL_PATH_DIRECT_TCP)
         conn_tcp_send(c, buf, n);
+    else if (c->active == PL_PATH_RELAY_UDP || c->active == PL_PATH_RELAY_TCP)
+        conn_relay_send(c, c->active, buf, n);
 }
 
 static void send_close(pl_conn *c, const char *reason)
@@ -162,6 +167,14 @@ void conn_candidates(pl_conn *c, const Punchline__Candidates *m)
     for (size_t i = 0; i < m->n_candidates && c->n_remote < WIRE_MAX_CANDIDATES; i++) {
         const Punchline__Candidate *cand = m->candidates[i];
         netaddr a;
+        if (cand->kind == PUNCHLINE__CANDIDATE_KIND__RELAY) {
+            /* the relay is always the rendezvous itself (PROTOCOL.md 5) */
+            if (cand->transport == PUNCHLINE__TRANSPORT__UDP)
+                c->relay_udp_offered = true;
+            else if (cand->transport == PUNCHLINE__TRANSPORT__TCP)
+                c->relay_tcp_offered = true;
+            continue;
+        }
         if ((cand->transport != PUNCHLINE__TRANSPORT__UDP &&
              cand->transport != PUNCHLINE__TRANSPORT__TCP) ||
             netaddr_from_endpoint(cand->endpoint, &a) != 0 || !netaddr_is_usable_candidate(&a))
@@ -194,9 +207,14 @@ void conn_punch_start(pl_conn *c, const Punchline__PunchStart *m)
     int tr = c->outgoing ? c->transport
              : m->transport == PUNCHLINE__TRANSPORT__UDP ? PL_TRANSPORT_UDP
              : m->transport == PUNCHLINE__TRANSPORT__TCP ? PL_TRANSPORT_TCP
+             : m->transport == PUNCHLINE__TRANSPORT__TRANSPORT_RELAY ? PL_TRANSPORT_RELAY
                                                          : PL_TRANSPORT_AUTO;
-    c->want_udp = tr == PL_TRANSPORT_AUTO || tr == PL_TRANSPORT_UDP;
+    c->transport = tr;
+    c->want_udp = (tr == PL_TRANSPORT_AUTO || tr == PL_TRANSPORT_UDP) && p->observed_udp.len;
     c->want_tcp = (tr == PL_TRANSPORT_AUTO || tr == PL_TRANSPORT_TCP) && p->listen_fd >= 0;
+    c->want_relay = tr == PL_TRANSPORT_AUTO || tr == PL_TRANSPORT_RELAY;
+    c->repunch_at = UINT64_MAX;
+    c->repunch_ms = REPUNCH_FIRST_MS;
     c->punch_start_ms = now;
     c->state = CONN_PUNCHING;
     if (c->want_udp) {
@@ -207,10 +225,16 @@ void conn_punch_start(pl_conn *c, const Punchline__PunchStart *m)
     }
     if (c->want_tcp)
         conn_tcp_start(c, now);
-    plog(&p->log, PL_LOG_INFO, "punching to %s (%s%s%s: %zu udp + %zu tcp candidates, %s)",
+    conn_relay_start(c, now);
+    plog(&p->log, PL_LOG_INFO, "punching to %s (%s%s%s: %zu udp + %zu tcp candidates; relay %s; %s)",
          c->peer_name, c->want_udp ? "udp" : "", c->want_udp && c->want_tcp ? "+" : "",
-         c->want_tcp ? "tcp" : "", c->want_udp ? c->pu.npairs : 0,
-         c->want_tcp ? c->tp.ncands : 0, pc.controlling ? "controlling" : "controlled");
+         c->want_tcp ? "tcp" : !c->want_udp ? "none" : "", c->want_udp ? c->pu.npairs : 0,
+         c->want_tcp ? c->tp.ncands : 0,
+         !c->want_relay ? "off"
+         : c->pr_on && c->relay_tcp_offered ? "udp+tcp"
+         : c->pr_on ? "udp"
+         : c->relay_tcp_offered ? "tcp" : "not offered",
+         pc.controlling ? "controlling" : "controlled");
     conn_pump(c);
 }
 
@@ -220,7 +244,31 @@ static bool path_up(const pl_conn *c, int path)
         return c->want_udp && punch_state(&c->pu) == PUNCH_CONNECTED;
     if (path == PL_PATH_DIRECT_TCP)
         return c->want_tcp && tcpp_state(&c->tp) == TCPP_CONNECTED;
+    if (path == PL_PATH_RELAY_UDP || path == PL_PATH_RELAY_TCP)
+        return conn_relay_up(c, path);
     return false;
+}
+
+static bool path_over(const pl_conn *c, int path)
+{
+    if (path == PL_PATH_DIRECT_UDP)
+        return !c->want_udp || punch_state(&c->pu) >= PUNCH_FAILED;
+    if (path == PL_PATH_DIRECT_TCP)
+        return !c->want_tcp || tcpp_state(&c->tp) >= TCPP_FAILED;
+    return conn_relay_over(c, path);
+}
+
+static void view(const pl_conn *c, pathsel_view *v)
+{
+    for (int p = 0; p < PATHSEL_N; p++) {
+        v->up[p] = p != PL_PATH_NONE && path_up(c, p);
+        v->over[p] = p == PL_PATH_NONE || path_over(c, p);
+    }
+}
+
+static bool is_udp_path(int path)
+{
+    return path == PL_PATH_DIRECT_UDP || path == PL_PATH_RELAY_UDP;
 }
 
 /* Make `path` carry the stream: the first time is on_connected, later ones
@@ -232,9 +280,13 @@ static void activate(pl_conn *c, int path)
         return;
     bool first = c->active == PL_PATH_NONE;
     c->active = path;
-    rel_set_retransmit(&c->rel, path != PL_PATH_DIRECT_TCP);
     if (first)
-        c->connected_ms = peer_now(c->peer);
+        rel_set_retransmit(&c->rel, is_udp_path(path));
+    else
+        rel_path_switch(&c->rel, !is_udp_path(path));
+    c->path_ms = peer_now(c->peer);
+    if (first)
+        c->connected_ms = c->path_ms;
     pl_path_info info;
     pl_conn_path(c, &info);
     plog(&c->peer->log, PL_LOG_INFO, "%s %s via %s %s (%u ms; %u ms after punch start)",
@@ -259,13 +311,18 @@ void conn_data_input(pl_conn *c, const Punchline__Envelope *env, int path, const
      * from the selected stream (checked by the caller). */
     if (path == PL_PATH_DIRECT_UDP && !punch_data_seen(&c->pu, from, now))
         return;
+    if (path == PL_PATH_RELAY_UDP && !punch_data_seen(&c->pr, from, now))
+        return;
     if (!path_up(c, path))
         return;
+    pathsel_view v;
     switch (env->body_case) {
     case PUNCHLINE__ENVELOPE__BODY_DATA:
         /* The controlling side picks the path; the controlled side follows
-         * the path its data arrives on. */
-        if (c->active == PL_PATH_NONE || (!c->pu.cfg.controlling && c->active != path))
+         * the path its data arrives on (pathsel.h). */
+        view(c, &v);
+        if (c->active == PL_PATH_NONE ||
+            (!c->pu.cfg.controlling && pathsel_follow(&v, c->active, path)))
             activate(c, path);
         if (c->state != CONN_CLOSED)
             rel_input_data(&c->rel, env->data, now);
@@ -300,68 +357,96 @@ void conn_udp_input(pl_conn *c, const Punchline__Envelope *env, const netaddr *f
     conn_data_input(c, env, PL_PATH_DIRECT_UDP, from);
 }
 
+/* Why no path could be established, for the error. */
+static void fail_reason(const pl_conn *c, char *why, size_t cap)
+{
+    size_t n = 0;
+    why[0] = 0;
+#define ADD(...) n += (size_t)snprintf(why + n, n < cap ? cap - n : 0, __VA_ARGS__)
+    if (c->want_udp)
+        ADD("%sudp: no candidate pair answered", n ? "; " : "");
+    if (c->want_tcp)
+        ADD("%stcp: %s", n ? "; " : "", c->tp.fail_reason ? c->tp.fail_reason : "failed");
+    if (c->want_relay && c->pr_on)
+        ADD("%srelay-udp: no answer through the rendezvous", n ? "; " : "");
+    if (c->want_relay)
+        ADD("%srelay-tcp: %s", n ? "; " : "", c->rt_why[0] ? c->rt_why : "failed");
+    if (!n)
+        ADD("no transport to try");
+#undef ADD
+}
+
 void conn_note_nomination(pl_conn *c, int path)
 {
     if (!c->pu.cfg.controlling && c->first_nominated == PL_PATH_NONE)
         c->first_nominated = path;
 }
 
-static bool path_over(const pl_conn *c, int path)
-{
-    if (path == PL_PATH_DIRECT_UDP)
-        return !c->want_udp || punch_state(&c->pu) >= PUNCH_FAILED;
-    return !c->want_tcp || tcpp_state(&c->tp) >= TCPP_FAILED;
-}
-
-/* Which path should carry the stream now?  Called after every core step.
- * The controlling side takes the first path that comes up.  The controlled
- * side takes the path the controlling side nominated first (its nominations
- * are in the order its paths came up), so both sides agree; it falls back
- * to the other path only if that one fails. */
+/* Which path should carry the stream now?  Called after every core step;
+ * the policy is pathsel.c. */
 static void choose_path(pl_conn *c)
 {
-    bool udp_up = path_up(c, PL_PATH_DIRECT_UDP), tcp_up = path_up(c, PL_PATH_DIRECT_TCP);
-    if (c->active == PL_PATH_NONE) {
-        int first = c->first_nominated;
-        int other = first == PL_PATH_DIRECT_UDP ? PL_PATH_DIRECT_TCP : PL_PATH_DIRECT_UDP;
-        if (c->pu.cfg.controlling || first == PL_PATH_NONE) {
-            if (udp_up)
-                activate(c, PL_PATH_DIRECT_UDP);
-            else if (tcp_up)
-                activate(c, PL_PATH_DIRECT_TCP);
-        } else if (path_up(c, first)) {
-            activate(c, first);
-        } else if (path_over(c, first) && path_up(c, other)) {
-            activate(c, other);
-        }
-        if (c->state == CONN_CLOSED || c->active != PL_PATH_NONE)
-            return;
-        if (path_over(c, PL_PATH_DIRECT_UDP) && path_over(c, PL_PATH_DIRECT_TCP)) {
-            char why[200];
-            snprintf(why, sizeof(why), "%s%s%s%s", c->want_udp ? "udp: no candidate pair answered" : "",
-                     c->want_udp && c->want_tcp ? "; tcp: " : c->want_tcp ? "tcp: " : "",
-                     c->want_tcp && c->tp.fail_reason ? c->tp.fail_reason : "",
-                     !c->want_udp && !c->want_tcp ? "no transport to try" : "");
-            conn_finish(c, PL_ERR_PUNCH_FAILED, why);
-        }
+    pathsel_view v;
+    view(c, &v);
+    bool controlling = c->pu.cfg.controlling;
+    int want = pathsel_choose(&v, c->active, controlling, c->first_nominated);
+    if (want != PL_PATH_NONE) {
+        if (want != c->active)
+            activate(c, want);
         return;
     }
-    if (path_up(c, c->active))
-        return;
-    /* Both directions are finished and acknowledged: the peer closing its
-     * end of a TCP path during our linger is the normal end, not a failure. */
-    if (c->state == CONN_LINGER) {
+    if (c->active != PL_PATH_NONE && c->state == CONN_LINGER) {
+        /* Both directions are finished and acknowledged: the peer closing
+         * its end of a TCP path during our linger is the normal end. */
         conn_finish(c, 0, NULL);
         return;
     }
-    /* The active path died: move to the other one if it is up. */
-    int other = c->active == PL_PATH_DIRECT_UDP ? PL_PATH_DIRECT_TCP : PL_PATH_DIRECT_UDP;
-    if (path_up(c, other)) {
-        activate(c, other);
+    if (!pathsel_all_over(&v))
+        return; /* still trying */
+    char why[400];
+    if (c->active == PL_PATH_NONE) {
+        fail_reason(c, why, sizeof(why));
+        conn_finish(c, PL_ERR_PUNCH_FAILED, why);
+    } else {
+        conn_finish(c, PL_ERR_PATH_DEAD,
+                    c->active == PL_PATH_DIRECT_TCP && c->tp.fail_reason ? c->tp.fail_reason
+                    : c->active == PL_PATH_RELAY_TCP && c->rt_why[0] ? c->rt_why
+                                                                      : NULL);
+    }
+}
+
+/* Relay-first: while the relay carries the stream and every direct path has
+ * failed, punch again after a backoff (5 s, doubling up to 2 min).  Both
+ * sides saw their cores fail at about the same time, so their rounds
+ * overlap well within the punch timeout. */
+static void maybe_repunch(pl_conn *c, uint64_t now)
+{
+    if (!c->want_relay || pathsel_tier(c->active) != 1 || (!c->want_udp && !c->want_tcp) ||
+        !path_over(c, PL_PATH_DIRECT_UDP) || !path_over(c, PL_PATH_DIRECT_TCP))
+        return;
+    if (c->repunch_at == UINT64_MAX) {
+        c->repunch_at = now + c->repunch_ms;
         return;
     }
-    conn_finish(c, PL_ERR_PATH_DEAD,
-                c->active == PL_PATH_DIRECT_TCP && c->tp.fail_reason ? c->tp.fail_reason : NULL);
+    if (now < c->repunch_at)
+        return;
+    plog(&c->peer->log, PL_LOG_INFO, "punching to %s again (direct paths failed; next retry in %u s)",
+         c->peer_name, (c->repunch_ms * 2 > REPUNCH_MAX_MS ? REPUNCH_MAX_MS : c->repunch_ms * 2) / 1000);
+    c->repunch_ms = c->repunch_ms * 2 > REPUNCH_MAX_MS ? REPUNCH_MAX_MS : c->repunch_ms * 2;
+    c->repunch_at = UINT64_MAX;
+    if (c->want_udp) {
+        punch_config pc = c->pu.cfg;
+        crypto_random(&pc.tid_seed, sizeof(pc.tid_seed));
+        punch_init(&c->pu, &pc);
+        for (size_t i = 0; i < c->n_remote; i++)
+            if (!c->remote_tcp[i])
+                punch_add_remote(&c->pu, &c->remote_cands[i], c->remote_kinds[i]);
+        punch_start(&c->pu, now);
+    }
+    if (c->want_tcp) {
+        conn_tcp_free(c);
+        conn_tcp_start(c, now);
+    }
 }
 
 /* Run the cores: state changes, transmissions, timer. */
@@ -392,9 +477,11 @@ void conn_pump(pl_conn *c)
     }
     if (c->want_tcp)
         conn_tcp_pump(c, now);
+    conn_relay_pump(c, now);
     choose_path(c);
     if (c->state == CONN_CLOSED)
         return;
+    maybe_repunch(c, now);
     if (c->rel.failed) {
         conn_finish(c, PL_ERR_PROTOCOL, "peer sent an oversized message");
         return;
@@ -424,8 +511,13 @@ void conn_pump(pl_conn *c)
     uint64_t d = c->want_udp ? punch_next_deadline(&c->pu) : UINT64_MAX;
     uint64_t t = c->want_tcp ? tcpp_next_deadline(&c->tp) : UINT64_MAX;
     uint64_t r = c->active != PL_PATH_NONE ? rel_next_deadline(&c->rel) : UINT64_MAX;
+    uint64_t rl = conn_relay_deadline(c);
     if (t < d)
         d = t;
+    if (rl < d)
+        d = rl;
+    if (c->repunch_at < d)
+        d = c->repunch_at;
     if (r < d)
         d = r;
     if (c->state == CONN_LINGER && c->deadline_ms < d)
@@ -501,6 +593,8 @@ PL_API void pl_conn_path(const pl_conn *c, pl_path_info *out)
         r = punch_remote(&c->pu);
     else if (c && c->active == PL_PATH_DIRECT_TCP)
         r = conn_tcp_remote(c);
+    else if (c && (c->active == PL_PATH_RELAY_UDP || c->active == PL_PATH_RELAY_TCP))
+        r = &c->peer->server;
     if (!r) {
         out->kind = PL_PATH_NONE;
         snprintf(out->remote, sizeof(out->remote), "-");
@@ -508,6 +602,6 @@ PL_API void pl_conn_path(const pl_conn *c, pl_path_info *out)
     }
     out->kind = c->active;
     netaddr_format(r, out->remote, sizeof(out->remote));
-    out->ms = (uint32_t)(c->connected_ms - c->start_ms);
-    out->punch_ms = (uint32_t)(c->connected_ms - c->punch_start_ms);
+    out->ms = (uint32_t)(c->path_ms - c->start_ms);
+    out->punch_ms = (uint32_t)(c->path_ms - c->punch_start_ms);
 }

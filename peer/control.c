@@ -17,8 +17,10 @@
 #define REGISTER_TIMEOUT_MS 10000
 #define BIND_RTO_FIRST_MS 200
 #define BIND_RTO_MAX_MS 2000
+#define BIND_GIVEUP_MS 3000      /* no UdpBound by then: register without UDP */
 
 static void ctl_pump(pl_peer *p);
+static void ctl_registered(pl_peer *p);
 
 static void ctl_fail(pl_peer *p, int status, const char *why)
 {
@@ -106,6 +108,7 @@ void ctl_send_connect(pl_peer *p, pl_conn *c)
     cr.request_id = c->request_id;
     cr.transport = c->transport == PL_TRANSPORT_UDP   ? PUNCHLINE__TRANSPORT__UDP
                    : c->transport == PL_TRANSPORT_TCP ? PUNCHLINE__TRANSPORT__TCP
+                   : c->transport == PL_TRANSPORT_RELAY ? PUNCHLINE__TRANSPORT__TRANSPORT_RELAY
                                                       : PUNCHLINE__TRANSPORT__TRANSPORT_UNKNOWN;
     Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
     env.body_case = PUNCHLINE__ENVELOPE__BODY_CONNECT_REQUEST;
@@ -235,6 +238,7 @@ static void handle_message(pl_peer *p, Punchline__Envelope *env)
         p->ctl_state = CTL_BINDING;
         p->bind_interval_ms = BIND_RTO_FIRST_MS;
         p->next_bind_ms = 0;
+        p->bind_started_ms = peer_now(p);
         break;
     }
     case PUNCHLINE__ENVELOPE__BODY_UDP_BOUND:
@@ -350,16 +354,34 @@ void ctl_udp_input(pl_peer *p, const Punchline__Envelope *env, const netaddr *fr
         netaddr_format(&obs, as, sizeof(as));
         plog(&p->log, PL_LOG_WARN, "our public UDP endpoint changed to %s (NAT rebinding)", as);
     }
+    if (!p->observed_udp.len && p->ctl_state == CTL_REGISTERED) {
+        char as[NETADDR_STRLEN];
+        netaddr_format(&obs, as, sizeof(as));
+        plog(&p->log, PL_LOG_INFO, "UDP works after all; public UDP endpoint %s", as);
+    }
     p->observed_udp = obs;
     p->last_server_rx_ms = peer_now(p);
     if (p->ctl_state != CTL_BINDING)
         return;
+    ctl_registered(p);
+}
+
+/* Registration complete, with a UDP endpoint or (UDP blocked) without. */
+static void ctl_registered(pl_peer *p)
+{
     p->ctl_state = CTL_REGISTERED;
     p->next_bind_ms = peer_now(p) + peer_keepalive_ms(p);
     p->next_keepalive_ms = p->next_bind_ms;
-    char as[NETADDR_STRLEN];
-    netaddr_format(&obs, as, sizeof(as));
-    plog(&p->log, PL_LOG_INFO, "registered as %s; public UDP endpoint %s", p->name, as);
+    char as[NETADDR_STRLEN] = "none";
+    if (p->observed_udp.len) {
+        netaddr_format(&p->observed_udp, as, sizeof(as));
+        plog(&p->log, PL_LOG_INFO, "registered as %s; public UDP endpoint %s", p->name, as);
+    } else {
+        plog(&p->log, PL_LOG_WARN,
+             "registered as %s without UDP: no UDP answer from the rendezvous in %u s (UDP "
+             "blocked?); connections use TCP punching and the TCP relay",
+             p->name, BIND_GIVEUP_MS / 1000);
+    }
     if (p->cfg.on_registered)
         p->cfg.on_registered(p, 0, as, p->cfg.user);
     for (pl_conn *c = p->conns; c; c = c->next)
@@ -388,6 +410,10 @@ static void ctl_pump(pl_peer *p)
             return;
         }
         next = p->ctl_started_ms + REGISTER_TIMEOUT_MS;
+        if (p->ctl_state == CTL_BINDING && now >= p->bind_started_ms + BIND_GIVEUP_MS) {
+            ctl_registered(p);
+            return;
+        }
         if (p->ctl_state == CTL_BINDING) {
             if (now >= p->next_bind_ms) {
                 send_udp_bind(p);

@@ -19,7 +19,7 @@ PL_API const char *pl_strerror(int err)
     case PL_ERR_PATH_DEAD: return "the path stopped answering";
     case PL_ERR_CLOSED: return "connection closed";
     case PL_ERR_AGAIN: return "send queue full, try again after on_writable";
-    case PL_ERR_UNSUPPORTED: return "transport not supported yet";
+    case PL_ERR_UNSUPPORTED: return "transport not available (see the log)";
     case PL_ERR_STATE: return "not allowed in the current state";
     case PL_ERR_TOO_BIG: return "message too large";
     case PL_ERR_BAD_NAME: return "bad name (1-63 characters of A-Z a-z 0-9 . _ -)";

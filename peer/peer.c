@@ -62,20 +62,42 @@ static uint64_t envelope_session(const Punchline__Envelope *env)
     }
 }
 
+/* A relayed datagram: only from the rendezvous, and the session in the
+ * relay header must be the one inside. */
+static void relay_input(pl_peer *p, uint64_t sid, const uint8_t *buf, size_t len,
+                        const netaddr *from)
+{
+    Punchline__Envelope *env = NULL;
+    if (!netaddr_equal(from, &p->server) || len > WIRE_UDP_MAX ||
+        wire_decode_udp(buf, len, &env, NULL) != WIRE_OK)
+        return;
+    pl_conn *c = envelope_session(env) == sid ? peer_find_session(p, sid) : NULL;
+    if (c)
+        conn_relay_udp_input(c, env, from);
+    wire_free(env);
+}
+
 static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     pl_peer *p = w->data;
     for (int i = 0; i < 64; i++) {
-        uint8_t buf[WIRE_UDP_MAX + 1];
+        uint8_t buf[WIRE_RELAY_HDR + WIRE_UDP_MAX + 1];
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
         ssize_t n = recvfrom(p->udp_fd, buf, sizeof(buf), 0, (struct sockaddr *)&ss, &sl);
         if (n < 0)
             return; /* EAGAIN, or an ICMP error from an unreachable candidate */
-        if ((size_t)n > WIRE_UDP_MAX || wire_classify(buf, (size_t)n) != WIRE_CLASS_PUNCHLINE)
-            continue; /* STUN and DTLS are not used by this version */
         netaddr from;
         netaddr_from_sockaddr(&from, (struct sockaddr *)&ss, sl);
+        uint64_t rsid;
+        if (wire_relay_session(buf, (size_t)n, &rsid)) {
+            relay_input(p, rsid, buf + WIRE_RELAY_HDR, (size_t)n - WIRE_RELAY_HDR, &from);
+            if (p->freeing)
+                return;
+            continue;
+        }
+        if ((size_t)n > WIRE_UDP_MAX || wire_classify(buf, (size_t)n) != WIRE_CLASS_PUNCHLINE)
+            continue; /* STUN and DTLS are not used by this version */
         Punchline__Envelope *env = NULL;
         if (wire_decode_udp(buf, (size_t)n, &env, NULL) != WIRE_OK)
             continue;
@@ -233,10 +255,8 @@ PL_API int pl_peer_connect(pl_peer *p, const char *peer_name, int transport,
         return PL_ERR_INVALID;
     if (!name_valid_cstr(peer_name))
         return PL_ERR_BAD_NAME;
-    if (transport == PL_TRANSPORT_RELAY)
-        return PL_ERR_UNSUPPORTED;
     if (transport != PL_TRANSPORT_AUTO && transport != PL_TRANSPORT_UDP &&
-        transport != PL_TRANSPORT_TCP)
+        transport != PL_TRANSPORT_TCP && transport != PL_TRANSPORT_RELAY)
         return PL_ERR_INVALID;
     if (transport == PL_TRANSPORT_TCP && p->listen_fd < 0)
         return PL_ERR_UNSUPPORTED; /* no shared TCP port (see the log) */

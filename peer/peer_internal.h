@@ -9,6 +9,7 @@
 #include "frame.h"
 #include "log.h"
 #include "names.h"
+#include "pathsel.h"
 #include "punch.h"
 #include "punchline/punchline.h"
 #include "reliable.h"
@@ -22,6 +23,14 @@ enum ctl_state {
     CTL_BINDING,          /* sending UdpBind until UdpBound */
     CTL_REGISTERED,
     CTL_FAILED
+};
+
+enum relay_tcp_state {
+    RT_IDLE = 0,            /* not opened (yet) */
+    RT_CONNECTING,          /* TCP connect to the rendezvous */
+    RT_WAIT_READY,          /* RelayOpen sent, waiting for RelayReady */
+    RT_UP,                  /* spliced to the peer */
+    RT_FAILED               /* refused, closed or never offered */
 };
 
 enum conn_state {
@@ -49,10 +58,21 @@ struct pl_conn {
     size_t n_remote;
     int transport;            /* PL_TRANSPORT_* asked for (caller) or told (callee) */
     bool want_udp, want_tcp;  /* which punching cores run */
+    bool want_relay;          /* relay-first: the relay paths run too */
+    bool relay_udp_offered, relay_tcp_offered; /* RELAY candidates from the server */
+    punch pr;                 /* relay-udp: checks through the rendezvous */
+    bool pr_on;
+    tcp_link *rlink;          /* relay-tcp connection to the rendezvous */
+    int rt_state;             /* RT_* */
+    uint64_t rt_open_at;      /* when to open relay-tcp (UINT64_MAX: never) */
+    char rt_why[96];          /* why relay-tcp failed */
+    uint64_t repunch_at;      /* next direct punching round (UINT64_MAX: none) */
+    uint32_t repunch_ms;      /* current backoff */
     int active;               /* PL_PATH_* carrying the stream, NONE before connected */
     int first_nominated;      /* controlled side: path of the first nomination received */
     uint64_t punch_start_ms;
     uint64_t connected_ms;    /* when the first path came up */
+    uint64_t path_ms;         /* when the active path was activated */
     pl_conn_callbacks cb;
     void *user;
     bool callbacks_set;
@@ -99,6 +119,7 @@ struct pl_peer {
     uint64_t ctl_started_ms;
     uint64_t udp_token;
     uint32_t bind_interval_ms;
+    uint64_t bind_started_ms;
     uint64_t next_bind_ms, next_keepalive_ms, last_server_rx_ms;
     uint32_t server_keepalive_ms;
     netaddr observed_tcp, observed_udp;
@@ -137,10 +158,22 @@ void conn_tcp_adopt(pl_conn *c, tcp_link *l, const Punchline__Envelope *first);
 void conn_tcp_send(pl_conn *c, const uint8_t *dgram, size_t len);
 const netaddr *conn_tcp_remote(const pl_conn *c);
 
+/* conn_relay.c: the relay paths of one conn */
+void conn_relay_start(pl_conn *c, uint64_t now);
+void conn_relay_pump(pl_conn *c, uint64_t now);
+uint64_t conn_relay_deadline(const pl_conn *c);
+void conn_relay_free(pl_conn *c);
+/* A relayed datagram (header stripped and decoded) from the rendezvous. */
+void conn_relay_udp_input(pl_conn *c, const Punchline__Envelope *env, const netaddr *from);
+/* Send one datagram (with marker) on relay-udp / relay-tcp. */
+void conn_relay_send(pl_conn *c, int path, const uint8_t *dgram, size_t len);
+bool conn_relay_up(const pl_conn *c, int path);
+bool conn_relay_over(const pl_conn *c, int path);
+
 /* conn.c */
 /* Controlled side: a nomination arrived on `path` (the first one decides). */
 void conn_note_nomination(pl_conn *c, int path);
-/* Data, Ack or Close arrived on a path (PL_PATH_DIRECT_UDP / _TCP). */
+/* Data, Ack or Close arrived on a path (PL_PATH_*). */
 void conn_data_input(pl_conn *c, const Punchline__Envelope *env, int path, const netaddr *from);
 pl_conn *conn_new(pl_peer *p, const char *peer_name, bool outgoing);
 /* Registration done: send a waiting ConnectRequest. */

@@ -110,6 +110,14 @@ bool punch_input(punch *p, const Punchline__Probe *m, const netaddr *from, uint6
         queue_response(p, from, m->tid, m->nominate);
         if (p->state == PUNCH_CONNECTED)
             return true; /* liveness comes only from answers to our checks (RFC 7675) */
+        /* Triggered check (RFC 8445 s7.3.1.4): their request got through,
+         * so our NAT now lets this pair in and theirs has an outbound
+         * entry: check it now instead of waiting out our retransmission
+         * timer (our first check was likely dropped by their NAT). */
+        punch_pair *tp = &p->pairs[idx];
+        if (!tp->got_response && tp->next_send_ms > now && tp->next_send_ms != NEVER &&
+            (p->nominated < 0 || p->nominated == idx))
+            tp->next_send_ms = now;
         if (m->nominate && !p->cfg.controlling) {
             p->nominated = idx;
             if (p->pairs[idx].got_response)

@@ -267,7 +267,7 @@ static uint64_t seg_due(const reliable *r, const rel_seg *s)
 {
     if (s->sacked)
         return NEVER;
-    if (!s->tx_count)
+    if (!s->tx_count || s->resend)
         return 0;
     if (r->no_retransmit)
         return NEVER;
@@ -306,6 +306,7 @@ size_t rel_poll_transmit(reliable *r, uint64_t now, uint8_t *buf, size_t cap)
             r->retransmits++;
         if (s->tx_count < 255)
             s->tx_count++;
+        s->resend = false;
         s->sent_ms = now;
         return encode_data(r, s, buf, cap);
     }
@@ -334,6 +335,14 @@ void rel_set_retransmit(reliable *r, bool on)
             if (s->tx_count)
                 s->sent_ms = 0; /* due now */
     r->no_retransmit = !on;
+}
+
+void rel_path_switch(reliable *r, bool reliable_path)
+{
+    for (rel_seg *s = r->head; s; s = s->next)
+        if (s->tx_count && !s->sacked)
+            s->resend = true;
+    r->no_retransmit = reliable_path;
 }
 
 bool rel_done(const reliable *r)

@@ -25,6 +25,7 @@ typedef struct rel_seg {
     uint16_t len;
     bool eom, fin;
     bool sacked;
+    bool resend;               /* send once more now, even on a reliable path */
     uint8_t tx_count;          /* 0 = never sent */
     uint64_t sent_ms;
     struct rel_seg *next;
@@ -88,6 +89,12 @@ uint64_t rel_next_deadline(const reliable *r);
  * Turning retransmission back on resends everything unacknowledged, since it
  * may have been lost with the old path. */
 void rel_set_retransmit(reliable *r, bool on);
+
+/* The connection moved to another path (reliable: TCP).  Everything sent
+ * and not yet acknowledged is sent once more on the new path right away,
+ * since it may have been lost with the old one (the receiver drops
+ * duplicates); then retransmission follows the new path's kind. */
+void rel_path_switch(reliable *r, bool reliable_path);
 
 /* Both directions finished: our FIN acknowledged and the peer's received. */
 bool rel_done(const reliable *r);

@@ -1,5 +1,6 @@
 #include "wire.h"
 
+#include "crypto.h"
 #include "names.h"
 
 #include <string.h>
@@ -15,6 +16,8 @@ int wire_classify(const uint8_t *buf, size_t len)
         return WIRE_CLASS_DTLS;
     if (b == WIRE_UDP_MARKER)
         return WIRE_CLASS_PUNCHLINE;
+    if (b == WIRE_RELAY_MARKER)
+        return WIRE_CLASS_RELAY;
     return WIRE_CLASS_UNKNOWN;
 }
 
@@ -98,6 +101,12 @@ int wire_validate(const Punchline__Envelope *e)
         bad = e->data->payload.len > WIRE_MAX_PAYLOAD || (e->data->fin && e->data->payload.len);
         break;
     case PUNCHLINE__ENVELOPE__BODY_ACK:
+    case PUNCHLINE__ENVELOPE__BODY_RELAY_READY:
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_RELAY_OPEN:
+        bad = e->relay_open->mac.len != WIRE_MAC_LEN ||
+              (e->relay_open->role != PUNCHLINE__ROLE__CONTROLLING &&
+               e->relay_open->role != PUNCHLINE__ROLE__CONTROLLED);
         break;
     default:
         bad = 1; /* no body, or a message this version does not know */
@@ -189,6 +198,38 @@ const char *wire_body_name(const Punchline__Envelope *env)
     case PUNCHLINE__ENVELOPE__BODY_PROBE: return "Probe";
     case PUNCHLINE__ENVELOPE__BODY_DATA: return "Data";
     case PUNCHLINE__ENVELOPE__BODY_ACK: return "Ack";
+    case PUNCHLINE__ENVELOPE__BODY_RELAY_OPEN: return "RelayOpen";
+    case PUNCHLINE__ENVELOPE__BODY_RELAY_READY: return "RelayReady";
     default: return "unknown";
     }
+}
+
+void wire_relay_header(uint8_t *buf, uint64_t session_id)
+{
+    buf[0] = WIRE_RELAY_MARKER;
+    for (int i = 0; i < 8; i++)
+        buf[1 + i] = (uint8_t)(session_id >> (56 - 8 * i));
+}
+
+bool wire_relay_session(const uint8_t *buf, size_t len, uint64_t *session_id)
+{
+    if (len < WIRE_RELAY_HDR + 1 || buf[0] != WIRE_RELAY_MARKER)
+        return false;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | buf[1 + i];
+    *session_id = v;
+    return true;
+}
+
+void wire_relay_mac(const uint8_t secret[WIRE_SECRET_LEN], uint64_t session_id, int role,
+                    uint8_t out[WIRE_MAC_LEN])
+{
+    static const char label[] = "punchline relay-open v1";
+    uint8_t m[sizeof(label) - 1 + 9];
+    memcpy(m, label, sizeof(label) - 1);
+    for (int i = 0; i < 8; i++)
+        m[sizeof(label) - 1 + i] = (uint8_t)(session_id >> (56 - 8 * i));
+    m[sizeof(m) - 1] = (uint8_t)role;
+    crypto_hmac_sha256(secret, WIRE_SECRET_LEN, m, sizeof(m), out, WIRE_MAC_LEN);
 }

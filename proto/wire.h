@@ -12,6 +12,7 @@
 #ifndef PL_WIRE_H
 #define PL_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,10 @@
 
 #define WIRE_VERSION 1
 #define WIRE_UDP_MARKER 0x0C
+/* Relayed datagram: 0x0D, the session id (8 bytes big-endian), then a whole
+ * punchline datagram (0x0C ...).  See docs/PROTOCOL.md 5.1. */
+#define WIRE_RELAY_MARKER 0x0D
+#define WIRE_RELAY_HDR 9
 #define WIRE_UDP_MAX 1400        /* largest datagram we send or accept */
 #define WIRE_MAX_CANDIDATES 32   /* per message (RFC 8445 s19.5.1 spirit) */
 #define WIRE_MAX_HOST_CANDIDATES 16
@@ -28,7 +33,8 @@
 #define WIRE_MAX_TEXT 256        /* error text, close reason, client version */
 #define WIRE_MAX_KEY 512         /* Register.public_key */
 
-enum wire_class { WIRE_CLASS_UNKNOWN = 0, WIRE_CLASS_STUN, WIRE_CLASS_DTLS, WIRE_CLASS_PUNCHLINE };
+enum wire_class { WIRE_CLASS_UNKNOWN = 0, WIRE_CLASS_STUN, WIRE_CLASS_DTLS, WIRE_CLASS_PUNCHLINE,
+                  WIRE_CLASS_RELAY };
 
 enum wire_status {
     WIRE_OK = 0,
@@ -58,5 +64,14 @@ int wire_encode(Punchline__Envelope *env, uint8_t *out, size_t cap);
 int wire_encode_udp(Punchline__Envelope *env, uint8_t *out, size_t cap);
 
 const char *wire_body_name(const Punchline__Envelope *env);
+
+/* Relay header: write it in front of an inner datagram (buf needs
+ * WIRE_RELAY_HDR bytes), or read the session id of a relayed datagram
+ * (false if too short or not one). */
+void wire_relay_header(uint8_t *buf, uint64_t session_id);
+bool wire_relay_session(const uint8_t *buf, size_t len, uint64_t *session_id);
+/* The RelayOpen MAC (first WIRE_MAC_LEN bytes of HMAC-SHA256, PROTOCOL.md 5.2). */
+void wire_relay_mac(const uint8_t secret[WIRE_SECRET_LEN], uint64_t session_id, int role,
+                    uint8_t out[WIRE_MAC_LEN]);
 
 #endif

@@ -2,6 +2,7 @@
 #include <ev.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,9 +25,26 @@ static void usage(FILE *f)
             "      --expiry SEC         drop peers silent for SEC seconds (default 60)\n"
             "      --keepalive SEC      keepalive interval told to peers (default 15)\n"
             "      --max-peers N        registered peers at most (default 10000)\n"
+            "\n"
+            "Relay (for pairs without a direct path; docs/PROTOCOL.md section 5):\n"
+            "      --no-relay           do not relay; peers can only connect directly\n"
+            "      --relay-sessions N   relayed sessions at once (default 1000)\n"
+            "      --relay-session-bytes SIZE\n"
+            "                           bytes relayed per session, then it ends (default 4G;\n"
+            "                           0 = no limit)\n"
+            "      --relay-session-rate SIZE\n"
+            "                           bytes per second per session (default 16M; 0 = no limit)\n"
+            "      --relay-bandwidth SIZE\n"
+            "                           bytes per second over all sessions (default 100M;\n"
+            "                           0 = no limit)\n"
+            "      --relay-idle SEC     end a session after SEC s without relayed data\n"
+            "                           (default 60; peers keep a relay path alive every 15 s)\n"
+            "  SIZE is a number with an optional K, M or G suffix (powers of 1024).\n"
             "  -V, --version            print the version and exit\n"
             "  -h, --help               this help\n"
             "\n"
+            "SIGUSR1 logs the counters (peers, connections, relayed packets and bytes,\n"
+            "refusals and drops by reason) as 'stats' lines, at every log level.\n"
             "Stops cleanly on SIGINT or SIGTERM.  Exit status: 0 after a signal, 1 if it\n"
             "cannot start (bad option, address in use), 2 for usage errors.\n");
 }
@@ -43,6 +61,31 @@ static int parse_uint(const char *s, unsigned long min, unsigned long max, unsig
     return 0;
 }
 
+/* A byte count with an optional K/M/G suffix (powers of 1024). */
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    if (!s || !*s || *s == '-')
+        return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    unsigned shift = 0;
+    if (*end == 'K' || *end == 'k')
+        shift = 10, end++;
+    else if (*end == 'M' || *end == 'm')
+        shift = 20, end++;
+    else if (*end == 'G' || *end == 'g')
+        shift = 30, end++;
+    if (*end || end == s || v > (UINT64_MAX >> shift))
+        return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+static void on_usr1(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    server_log_stats(w->data);
+}
+
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     fprintf(stderr, "punchline-rendezvous: signal %d, shutting down\n", w->signum);
@@ -55,8 +98,20 @@ int main(int argc, char **argv)
         {"listen", required_argument, 0, 'l'},  {"log-level", required_argument, 0, 'L'},
         {"expiry", required_argument, 0, 'e'},  {"keepalive", required_argument, 0, 'k'},
         {"max-peers", required_argument, 0, 'm'}, {"version", no_argument, 0, 'V'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},          {"no-relay", no_argument, 0, 'R'},
+        {"relay-sessions", required_argument, 0, 'S'},
+        {"relay-session-bytes", required_argument, 0, 'B'},
+        {"relay-session-rate", required_argument, 0, 'r'},
+        {"relay-bandwidth", required_argument, 0, 'b'},
+        {"relay-idle", required_argument, 0, 'i'},
+        {0, 0, 0, 0}};
     server_config cfg = {.log_level = SRV_LOG_INFO};
+    cfg.relay.max_sessions = 1000;
+    cfg.relay.session_bytes = 4ULL << 30;
+    cfg.relay.session_rate = 16ULL << 20;
+    cfg.relay.global_rate = 100ULL << 20;
+    cfg.relay.idle_ms = 60000;
+    uint64_t size;
     const char *listen = "0.0.0.0:7350";
     unsigned long v;
     int c;
@@ -97,6 +152,38 @@ int main(int argc, char **argv)
             }
             cfg.max_peers = v;
             break;
+        case 'R':
+            cfg.relay_off = 1;
+            break;
+        case 'S':
+            if (parse_uint(optarg, 1, 1000000, &v)) {
+                fprintf(stderr, "punchline-rendezvous: --relay-sessions takes 1..1000000\n");
+                return 2;
+            }
+            cfg.relay.max_sessions = v;
+            break;
+        case 'B':
+        case 'r':
+        case 'b':
+            if (parse_size(optarg, &size)) {
+                fprintf(stderr, "punchline-rendezvous: --%s takes a size like 500K, 16M or 4G (0 = no limit), got '%s'\n",
+                        c == 'B' ? "relay-session-bytes" : c == 'r' ? "relay-session-rate" : "relay-bandwidth", optarg);
+                return 2;
+            }
+            if (c == 'B')
+                cfg.relay.session_bytes = size;
+            else if (c == 'r')
+                cfg.relay.session_rate = size;
+            else
+                cfg.relay.global_rate = size;
+            break;
+        case 'i':
+            if (parse_uint(optarg, 1, 86400, &v)) {
+                fprintf(stderr, "punchline-rendezvous: --relay-idle takes 1..86400 seconds\n");
+                return 2;
+            }
+            cfg.relay.idle_ms = (uint32_t)(v * 1000);
+            break;
         case 'V':
             printf("punchline-rendezvous %s (protocol 1)\n", PL_VERSION_STRING);
             return 0;
@@ -134,7 +221,12 @@ int main(int argc, char **argv)
     server_local_addr(s, &local);
     netaddr_format(&local, as, sizeof(as));
     fprintf(stderr, "punchline-rendezvous %s listening on %s (tcp+udp)\n", PL_VERSION_STRING, as);
-    ev_signal sint, sterm;
+    if (cfg.relay_off)
+        fprintf(stderr, "punchline-rendezvous: relay off\n");
+    ev_signal sint, sterm, susr1;
+    ev_signal_init(&susr1, on_usr1, SIGUSR1);
+    susr1.data = s;
+    ev_signal_start(loop, &susr1);
     ev_signal_init(&sint, on_signal, SIGINT);
     ev_signal_init(&sterm, on_signal, SIGTERM);
     ev_signal_start(loop, &sint);

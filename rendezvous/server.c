@@ -14,14 +14,14 @@
 
 void srv_log(const server *s, int level, const char *fmt, ...)
 {
-    static const char *names[] = {"error", "warn", "info", "debug"};
-    if (level > s->cfg.log_level)
+    static const char *names[] = {"error", "warn", "info", "debug", "stats"};
+    if (level > s->cfg.log_level && level != SRV_LOG_STATS)
         return;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
-    char msg[512];
+    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -99,9 +99,10 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     server *s = w->data;
     uint64_t now = time_now_ms();
     registry_expire(s->reg, now, expired_cb, s);
+    srv_relay_tick(s, now);
     for (srv_conn *c = s->conns, *next; c; c = next) {
         next = c->next;
-        if (!c->peer && !c->closing && now > c->opened_ms + s->cfg.register_deadline_ms) {
+        if (!c->peer && !c->rs && !c->closing && now > c->opened_ms + s->cfg.register_deadline_ms) {
             srv_log(s, SRV_LOG_DEBUG, "connection without registration timed out");
             srv_conn_free(c);
         } else if (c->closing && now > c->closing_ms + 5000) {
@@ -162,6 +163,14 @@ server *server_new(struct ev_loop *loop, const server_config *cfg, char *err, si
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    if (!s->cfg.relay_off) {
+        s->relay = relay_new(&s->cfg.relay, time_now_ms());
+        if (!s->relay) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+        s->cfg.relay = *relay_get_limits(s->relay);
+    }
     s->tcp_fd = open_socket(s, SOCK_STREAM, err, errlen);
     if (s->tcp_fd < 0)
         goto fail;
@@ -205,7 +214,26 @@ void server_free(server *s)
     if (s->udp_fd >= 0)
         close(s->udp_fd);
     registry_free(s->reg);
+    relay_free(s->relay);
     free(s);
+}
+
+void server_log_stats(const server *s)
+{
+    char buf[768];
+    srv_log(s, SRV_LOG_STATS, "peers registered=%zu, connections=%zu", registry_count(s->reg),
+            s->nconns);
+    if (s->relay) {
+        relay_format_stats(s->relay, buf, sizeof(buf));
+        srv_log(s, SRV_LOG_STATS, "%s", buf);
+    } else {
+        srv_log(s, SRV_LOG_STATS, "relay: off");
+    }
+}
+
+const relay_stats *server_relay_stats(const server *s)
+{
+    return s->relay ? relay_get_stats(s->relay) : NULL;
 }
 
 void server_local_addr(const server *s, netaddr *out)

@@ -6,10 +6,12 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "relay.h"
 
 struct ev_loop;
 
-enum srv_log_level { SRV_LOG_ERROR = 0, SRV_LOG_WARN, SRV_LOG_INFO, SRV_LOG_DEBUG };
+enum srv_log_level { SRV_LOG_ERROR = 0, SRV_LOG_WARN, SRV_LOG_INFO, SRV_LOG_DEBUG,
+                     SRV_LOG_STATS /* counters on request: printed at every level */ };
 
 typedef struct server_config {
     netaddr listen;              /* TCP and UDP on this address */
@@ -19,6 +21,8 @@ typedef struct server_config {
     uint32_t register_deadline_ms; /* a new connection must register within; 0 = 10000 */
     size_t max_peers;            /* 0 = 10000 */
     size_t max_conns;            /* open control connections; 0 = 15000 */
+    int relay_off;               /* 1: offer no relay (ConnectRequest RELAY gets UNSUPPORTED) */
+    relay_limits relay;          /* see relay.h for defaults */
 } server_config;
 
 typedef struct server server;
@@ -26,6 +30,9 @@ typedef struct server server;
 /* Bind and start.  On failure returns NULL and writes a reason to err. */
 server *server_new(struct ev_loop *loop, const server_config *cfg, char *err, size_t errlen);
 void server_free(server *s);
+/* Log the relay counters (SIGUSR1 in punchline-rendezvous). */
+void server_log_stats(const server *s);
+const relay_stats *server_relay_stats(const server *s);
 /* The bound address (useful with port 0). */
 void server_local_addr(const server *s, netaddr *out);
 

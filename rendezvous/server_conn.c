@@ -44,6 +44,7 @@ void srv_conn_accept(server *s, int fd, const netaddr *remote)
 void srv_conn_free(srv_conn *c)
 {
     server *s = c->srv;
+    srv_relay_detach(c);
     if (c->peer) {
         srv_log(s, SRV_LOG_INFO, "peer %s unregistered", c->peer->name);
         registry_remove(s->reg, c->peer);
@@ -97,6 +98,8 @@ static int conn_flush(srv_conn *c)
         }
         memmove(c->out, c->out + n, c->out_len - (size_t)n);
         c->out_len -= (size_t)n;
+        if (c->rs)
+            srv_relay_drained(c);
     }
     ev_io_stop(c->srv->loop, &c->wio);
     if (c->closing) {
@@ -109,6 +112,32 @@ static int conn_flush(srv_conn *c)
 static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     conn_flush(w->data);
+}
+
+static int out_reserve(srv_conn *c, size_t total)
+{
+    if (c->out_len + total <= c->out_cap)
+        return 0;
+    size_t cap = c->out_cap ? c->out_cap : 4096;
+    while (cap < c->out_len + total)
+        cap *= 2;
+    uint8_t *p = realloc(c->out, cap);
+    if (!p)
+        return -1;
+    c->out = p;
+    c->out_cap = cap;
+    return 0;
+}
+
+int srv_conn_queue_raw(srv_conn *c, const uint8_t *buf, size_t len)
+{
+    if (c->closing || out_reserve(c, len) < 0)
+        return -1;
+    memcpy(c->out + c->out_len, buf, len);
+    c->out_len += len;
+    if (!ev_is_active(&c->wio))
+        ev_io_start(c->srv->loop, &c->wio);
+    return 0;
 }
 
 /* Queue a frame.  A peer that lets SRV_OUT_MAX pile up is not reading: drop it. */
@@ -130,16 +159,8 @@ int srv_conn_send(srv_conn *c, Punchline__Envelope *env)
         srv_conn_close_after_flush(c);
         return -1;
     }
-    if (c->out_len + total > c->out_cap) {
-        size_t cap = c->out_cap ? c->out_cap : 4096;
-        while (cap < c->out_len + total)
-            cap *= 2;
-        uint8_t *p = realloc(c->out, cap);
-        if (!p)
-            return -1;
-        c->out = p;
-        c->out_cap = cap;
-    }
+    if (out_reserve(c, total) < 0)
+        return -1;
     memcpy(c->out + c->out_len, buf, total);
     c->out_len += total;
     if (!ev_is_active(&c->wio))
@@ -261,10 +282,33 @@ static size_t fill_candidates(const reg_peer *p, Punchline__Candidate *cs, Punch
     return n;
 }
 
-static void send_session(srv_conn *to, const reg_peer *other, uint64_t sid, const uint8_t *secret,
-                         Punchline__Role role, uint32_t request_id, Punchline__Transport transport)
+/* RELAY candidates: the relay-udp one only if both sides have a UDP
+ * endpoint (the server forwards between those two), relay-tcp always.  The
+ * endpoint is this server's address as the peer reached it; peers send to
+ * the rendezvous address they know (PROTOCOL.md 5). */
+static size_t fill_relay(const srv_conn *to, const relay_session *rs, Punchline__Candidate *cs,
+                         Punchline__Endpoint *eps, uint8_t (*ips)[16])
 {
-    enum { MAXC = WIRE_MAX_HOST_CANDIDATES + 2 };
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    netaddr local;
+    size_t n = 0;
+    if (!rs || getsockname(to->fd, (struct sockaddr *)&ss, &sl) < 0)
+        return 0;
+    netaddr_from_sockaddr(&local, (struct sockaddr *)&ss, sl);
+    if (rs->udp[0].len && rs->udp[1].len)
+        put_candidate(&cs[n], &eps[n], ips[n], &local, PUNCHLINE__CANDIDATE_KIND__RELAY,
+                      PUNCHLINE__TRANSPORT__UDP), n++;
+    put_candidate(&cs[n], &eps[n], ips[n], &local, PUNCHLINE__CANDIDATE_KIND__RELAY,
+                  PUNCHLINE__TRANSPORT__TCP), n++;
+    return n;
+}
+
+static void send_session(srv_conn *to, const reg_peer *other, uint64_t sid, const uint8_t *secret,
+                         Punchline__Role role, uint32_t request_id, Punchline__Transport transport,
+                         const relay_session *rs)
+{
+    enum { MAXC = WIRE_MAX_HOST_CANDIDATES + 4 };
     Punchline__Candidate cs[MAXC], *ptrs[MAXC];
     Punchline__Endpoint eps[MAXC];
     uint8_t ips[MAXC][16];
@@ -284,7 +328,13 @@ static void send_session(srv_conn *to, const reg_peer *other, uint64_t sid, cons
     cm.session_id = sid;
     cm.peer_name = name;
     cm.request_id = request_id;
-    cm.n_candidates = fill_candidates(other, cs, ptrs, eps, ips);
+    cm.n_candidates = 0;
+    if (transport != PUNCHLINE__TRANSPORT__TRANSPORT_RELAY)
+        cm.n_candidates = fill_candidates(other, cs, ptrs, eps, ips);
+    size_t nr = fill_relay(to, rs, cs + cm.n_candidates, eps + cm.n_candidates, ips + cm.n_candidates);
+    for (size_t i = cm.n_candidates; i < cm.n_candidates + nr; i++)
+        ptrs[i] = &cs[i];
+    cm.n_candidates += nr;
     cm.candidates = ptrs;
     env.body_case = PUNCHLINE__ENVELOPE__BODY_CANDIDATES;
     env.candidates = &cm;
@@ -314,9 +364,15 @@ static void handle_connect(srv_conn *c, const Punchline__ConnectRequest *m)
         return;
     }
     if (m->transport != PUNCHLINE__TRANSPORT__TRANSPORT_UNKNOWN &&
-        m->transport != PUNCHLINE__TRANSPORT__UDP && m->transport != PUNCHLINE__TRANSPORT__TCP) {
+        m->transport != PUNCHLINE__TRANSPORT__UDP && m->transport != PUNCHLINE__TRANSPORT__TCP &&
+        m->transport != PUNCHLINE__TRANSPORT__TRANSPORT_RELAY) {
         srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__UNSUPPORTED, rid,
                             "transport %d is not supported by this server", m->transport);
+        return;
+    }
+    if (m->transport == PUNCHLINE__TRANSPORT__TRANSPORT_RELAY && !s->relay) {
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__UNSUPPORTED, rid,
+                            "this rendezvous does not relay (started with --no-relay)");
         return;
     }
     if (!name_valid_cstr(m->peer_name)) {
@@ -334,21 +390,33 @@ static void handle_connect(srv_conn *c, const Punchline__ConnectRequest *m)
                             "unknown peer '%s' (not registered)", m->peer_name);
         return;
     }
-    if (!me->observed_udp.len || !other->observed_udp.len) {
+    /* A peer without a UDP endpoint (UDP blocked: it gave up binding) can
+     * still use TCP punching and the TCP relay; only a UDP-only request needs
+     * both endpoints. */
+    if (m->transport == PUNCHLINE__TRANSPORT__UDP && (!me->observed_udp.len || !other->observed_udp.len)) {
         srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__PEER_NOT_READY, rid,
-                            "%s has not bound its UDP endpoint yet; retry shortly",
+                            "%s has no UDP endpoint at the rendezvous (UDP blocked, or not bound yet)",
                             me->observed_udp.len ? other->name : "you");
         return;
     }
-    uint64_t sid = srv_random64();
+    uint64_t sid;
+    do
+        sid = srv_random64();
+    while (sid == 0 || (s->relay && relay_find(s->relay, sid)));
     uint8_t secret[WIRE_SECRET_LEN];
     srv_random_bytes(secret, sizeof(secret));
+    relay_session *rs = srv_relay_session(s, sid, secret, me, other);
+    if (m->transport == PUNCHLINE__TRANSPORT__TRANSPORT_RELAY && !rs) {
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__SERVER_FULL, rid,
+                            "relay table full; try again later");
+        return;
+    }
     /* Both sides get their messages in the same loop iteration so they start
      * probing at (nearly) the same moment. */
-    send_session(other->conn, me, sid, secret, PUNCHLINE__ROLE__CONTROLLED, 0, m->transport);
-    send_session(c, other, sid, secret, PUNCHLINE__ROLE__CONTROLLING, rid, m->transport);
-    srv_log(s, SRV_LOG_INFO, "session %016llx: %s -> %s", (unsigned long long)sid, me->name,
-            other->name);
+    send_session(other->conn, me, sid, secret, PUNCHLINE__ROLE__CONTROLLED, 0, m->transport, rs);
+    send_session(c, other, sid, secret, PUNCHLINE__ROLE__CONTROLLING, rid, m->transport, rs);
+    srv_log(s, SRV_LOG_INFO, "session %016llx: %s -> %s%s", (unsigned long long)sid, me->name,
+            other->name, rs ? " (relay offered)" : "");
 }
 
 static void handle_candidates(srv_conn *c, const Punchline__Candidates *m)
@@ -378,6 +446,11 @@ static int handle_frame(srv_conn *c, const uint8_t *buf, size_t len)
     if (c->peer)
         registry_touch(c->peer, time_now_ms());
     int ret = 0;
+    if (!c->peer && env->body_case == PUNCHLINE__ENVELOPE__BODY_RELAY_OPEN) {
+        srv_relay_open(c, env->relay_open);
+        ret = -1; /* no more frames: raw bytes (after RelayReady) or closing */
+        goto out;
+    }
     if (!c->peer && env->body_case != PUNCHLINE__ENVELOPE__BODY_REGISTER) {
         srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__NOT_REGISTERED, 0,
                             "register first (got %s)", wire_body_name(env));
@@ -423,6 +496,10 @@ out:
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     srv_conn *c = w->data;
+    if (c->rs) {
+        srv_relay_read(c);
+        return;
+    }
     uint8_t buf[16384];
     ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
@@ -446,6 +523,15 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         int rc = handle_frame(c, c->fr.buf, c->fr.len);
+        if (rc < 0 && c->rs && !c->closing) {
+            /* RelayOpen accepted: nothing may follow it before RelayReady */
+            frame_reader_reset(&c->fr);
+            if (off < (size_t)n) {
+                srv_log(c->srv, SRV_LOG_INFO, "relay connection sent data before RelayReady; closing");
+                srv_conn_free(c);
+            }
+            return;
+        }
         if (rc < 0)
             return; /* closing (the frame buffer is freed with the connection) */
         frame_reader_next(&c->fr);

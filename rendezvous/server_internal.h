@@ -23,6 +23,13 @@ typedef struct srv_conn {
     uint8_t *out;
     size_t out_len, out_cap;
     int closing;                 /* flush then close */
+    /* relay connection (server_relay.c): NULL/0 on control connections */
+    relay_session *rs;
+    int rside;                   /* 0 controlling, 1 controlled */
+    bool spliced;                /* raw bytes from here on */
+    bool paused_bp;              /* reading stopped: the partner's queue is full */
+    bool paused_rate;            /* reading stopped: rate limit, rate_w resumes */
+    ev_timer rate_w;
     uint64_t closing_ms;
     struct srv_conn *prev, *next;
 } srv_conn;
@@ -31,6 +38,7 @@ struct server {
     struct ev_loop *loop;
     server_config cfg;
     registry *reg;
+    relay *relay;                /* NULL when relaying is off */
     int tcp_fd, udp_fd;
     ev_io accept_w, udp_w;
     ev_timer tick;               /* expiry, registration deadlines */
@@ -51,6 +59,25 @@ int srv_conn_send(srv_conn *c, Punchline__Envelope *env);
 void srv_conn_send_error(srv_conn *c, Punchline__ErrorCode code, uint32_t request_id,
                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void srv_conn_close_after_flush(srv_conn *c);
+
+/* Append raw bytes to c's queue (relay splice; no size check: the caller
+ * applies backpressure).  0 or -1 (out of memory). */
+int srv_conn_queue_raw(srv_conn *c, const uint8_t *buf, size_t len);
+
+/* server_relay.c */
+/* Create the relay session for a pairing (NULL: relaying off or table full). */
+relay_session *srv_relay_session(server *s, uint64_t sid, const uint8_t *secret,
+                                 const reg_peer *caller, const reg_peer *callee);
+/* First frame of a connection was RelayOpen. */
+void srv_relay_open(srv_conn *c, const Punchline__RelayOpen *m);
+/* Readable relay connection (instead of the frame reader). */
+void srv_relay_read(srv_conn *c);
+/* c's queue drained below the low mark: resume its partner. */
+void srv_relay_drained(srv_conn *c);
+/* c is being freed: detach it from its session and close its partner. */
+void srv_relay_detach(srv_conn *c);
+/* Tick: end idle and over-limit sessions. */
+void srv_relay_tick(server *s, uint64_t now);
 
 /* server_udp.c */
 void srv_udp_readable(struct ev_loop *loop, ev_io *w, int revents);

@@ -1,6 +1,8 @@
-/* The rendezvous UDP socket: learns each peer's server-reflexive endpoint
- * and answers STUN Binding requests.  Datagrams are demultiplexed by first
- * byte (RFC 7983); DTLS and unknown bytes are dropped. */
+/* The rendezvous UDP socket: learns each peer's server-reflexive endpoint,
+ * answers STUN Binding requests, and forwards relayed datagrams (relay.h).
+ * Datagrams are demultiplexed by first byte (RFC 7983); DTLS and unknown
+ * bytes are dropped. */
+#define _GNU_SOURCE /* recvmmsg, sendmmsg */
 #include "server_internal.h"
 
 #include <errno.h>
@@ -40,15 +42,26 @@ static void handle_stun(server *s, const uint8_t *buf, size_t len, const netaddr
         sendto(s->udp_fd, out, n, 0, &from->u.sa, from->len);
 }
 
-static void handle_datagram(server *s, const uint8_t *buf, size_t len, const netaddr *from)
+/* Returns the relay destination when buf is a relayed datagram to forward
+ * (the caller batches those), else handles it and returns NULL. */
+static const netaddr *handle_datagram(server *s, const uint8_t *buf, size_t len,
+                                      const netaddr *from, uint64_t now)
 {
     int cls = wire_classify(buf, len);
+    if (cls == WIRE_CLASS_RELAY) {
+        /* Forwarded unchanged, only between the two endpoints of a paired
+         * session (relay.h); everything else is dropped and counted. */
+        uint64_t sid;
+        if (s->relay && wire_relay_session(buf, len, &sid))
+            return relay_route_udp(s->relay, sid, from, len, now);
+        return NULL;
+    }
     if (cls == WIRE_CLASS_STUN) {
         handle_stun(s, buf, len, from);
-        return;
+        return NULL;
     }
     if (cls != WIRE_CLASS_PUNCHLINE)
-        return;
+        return NULL;
     Punchline__Envelope *env = NULL;
     uint32_t version = 0;
     int rc = wire_decode_udp(buf, len, &env, &version);
@@ -60,10 +73,10 @@ static void handle_datagram(server *s, const uint8_t *buf, size_t len, const net
         r.body_case = PUNCHLINE__ENVELOPE__BODY_ERROR;
         r.error = &err;
         udp_reply(s, from, &r, len);
-        return;
+        return NULL;
     }
     if (rc != WIRE_OK)
-        return;
+        return NULL;
     if (env->body_case == PUNCHLINE__ENVELOPE__BODY_UDP_BIND) {
         reg_peer *p = registry_find_token(s->reg, env->udp_bind->udp_token);
         if (p) {
@@ -71,6 +84,8 @@ static void handle_datagram(server *s, const uint8_t *buf, size_t len, const net
                 char as[NETADDR_STRLEN];
                 netaddr_format(from, as, sizeof(as));
                 srv_log(s, SRV_LOG_INFO, "peer %s UDP endpoint %s", p->name, as);
+                if (s->relay && p->observed_udp.len)
+                    relay_rebind(s->relay, &p->observed_udp, from); /* NAT rebinding */
             }
             p->observed_udp = *from;
             registry_touch(p, time_now_ms());
@@ -86,22 +101,57 @@ static void handle_datagram(server *s, const uint8_t *buf, size_t len, const net
         }
     }
     wire_free(env);
+    return NULL;
 }
+
+/* Up to 8 batches of BATCH datagrams per wake-up: recvmmsg in, and the
+ * relayed ones out again with one sendmmsg (in place: a relayed datagram is
+ * forwarded unchanged).  Other replies go out one by one as they are made. */
+#define BATCH 32
+#define DGRAM_MAX (WIRE_UDP_MAX + WIRE_RELAY_HDR)
 
 void srv_udp_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
     server *s = w->data;
-    for (int i = 0; i < 64; i++) {
-        uint8_t buf[WIRE_UDP_MAX + 1];
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof(ss);
-        ssize_t n = recvfrom(s->udp_fd, buf, sizeof(buf), 0, (struct sockaddr *)&ss, &sl);
-        if (n < 0)
+    static uint8_t bufs[BATCH][DGRAM_MAX + 1];
+    struct sockaddr_storage ss[BATCH];
+    struct iovec iov[BATCH], fiov[BATCH];
+    struct mmsghdr in[BATCH], fwd[BATCH];
+    netaddr to[BATCH];
+    for (int round = 0; round < 8; round++) {
+        for (int i = 0; i < BATCH; i++) {
+            iov[i] = (struct iovec){.iov_base = bufs[i], .iov_len = sizeof(bufs[i])};
+            in[i] = (struct mmsghdr){.msg_hdr = {.msg_name = &ss[i], .msg_namelen = sizeof(ss[i]),
+                                                  .msg_iov = &iov[i], .msg_iovlen = 1}};
+        }
+        int n = recvmmsg(s->udp_fd, in, BATCH, MSG_DONTWAIT, NULL);
+        if (n <= 0)
             return; /* EAGAIN, or an ICMP error surfaced by the kernel */
-        if ((size_t)n > WIRE_UDP_MAX)
-            continue; /* oversized: not ours */
-        netaddr from;
-        netaddr_from_sockaddr(&from, (struct sockaddr *)&ss, sl);
-        handle_datagram(s, buf, (size_t)n, &from);
+        uint64_t now = time_now_ms();
+        int nf = 0;
+        for (int i = 0; i < n; i++) {
+            size_t len = in[i].msg_len;
+            if (len > DGRAM_MAX || (in[i].msg_hdr.msg_flags & MSG_TRUNC))
+                continue; /* oversized: not ours */
+            netaddr from;
+            netaddr_from_sockaddr(&from, (struct sockaddr *)&ss[i], in[i].msg_hdr.msg_namelen);
+            const netaddr *dst = handle_datagram(s, bufs[i], len, &from, now);
+            if (!dst)
+                continue;
+            to[nf] = *dst;
+            fiov[nf] = (struct iovec){.iov_base = bufs[i], .iov_len = len};
+            fwd[nf] = (struct mmsghdr){.msg_hdr = {.msg_name = &to[nf].u.sa,
+                                                    .msg_namelen = to[nf].len,
+                                                    .msg_iov = &fiov[nf], .msg_iovlen = 1}};
+            nf++;
+        }
+        for (int off = 0; off < nf;) {
+            int m = sendmmsg(s->udp_fd, fwd + off, (unsigned)(nf - off), MSG_DONTWAIT);
+            if (m <= 0)
+                break; /* socket buffer full: dropped, like any UDP router */
+            off += m;
+        }
+        if (n < BATCH)
+            return;
     }
 }

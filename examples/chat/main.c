@@ -48,7 +48,11 @@ static void usage(FILE *f)
             "on stdout as '<peer-name>: <text>' (control characters shown as '?').  Status\n"
             "goes to stderr, including exactly one line\n"
             "  connected peer=NAME path=PATH remote=IP:PORT ms=N\n"
-            "when the connection is up (PATH: direct-udp, direct-tcp, relay-udp, relay-tcp).\n"
+            "when the connection is up (PATH: direct-udp, direct-tcp, relay-udp, relay-tcp),\n"
+            "and a line\n"
+            "  path peer=NAME path=PATH remote=IP:PORT ms=N\n"
+            "each time it moves to another path later (e.g. from the relay to a direct path;\n"
+            "ms counts from the start).\n"
             "On end of input the chat finishes sending, waits until the peer has finished\n"
             "too, and exits 0.  On a terminal it runs an interactive prompt.\n"
             "\n"
@@ -56,8 +60,10 @@ static void usage(FILE *f)
             "  -s, --server HOST:PORT   rendezvous server (required)\n"
             "  -n, --name NAME          this peer's name: 1-63 of A-Z a-z 0-9 . _ - (required)\n"
             "  -p, --peer NAME          connect to NAME instead of waiting\n"
-            "  -t, --transport T        auto (default: UDP and TCP race), udp, tcp; relay is not\n"
-            "                           supported yet\n"
+            "  -t, --transport T        auto (default): start on the rendezvous relay, punch\n"
+            "                           UDP and TCP at the same time, move to the direct path\n"
+            "                           once it works; udp or tcp: that hole punching only;\n"
+            "                           relay: the rendezvous relay only\n"
             "  -T, --timeout SEC        give up if not connected within SEC (default 30; 0 = never)\n"
             "  -v, --verbose            more status on stderr (-vv for debug)\n"
             "  -h, --help               this help\n"
@@ -403,10 +409,6 @@ int main(int argc, char **argv)
     if (!server || !name) {
         fprintf(stderr, "punchline-chat: --server and --name are required (see --help)\n");
         return 2;
-    }
-    if (ch.transport == PL_TRANSPORT_RELAY) {
-        fprintf(stderr, "punchline-chat: --transport relay is not supported yet (use auto, udp or tcp)\n");
-        return 1;
     }
     if (ch.peer_name && !strcmp(ch.peer_name, name)) {
         fprintf(stderr, "punchline-chat: --peer must differ from --name\n");

@@ -3,7 +3,7 @@
  * The library runs on the caller's libev loop (no hidden threads, no
  * printing).  A pl_peer registers a name at a rendezvous server; a pl_conn is
  * one connection to another named peer, carrying a reliable, ordered stream
- * of messages over the best path found (UDP hole punching in this version).
+ * of messages over the best path found (direct UDP or TCP, else the relay).
  *
  * Conventions: functions return 0 or a negative PL_ERR_* code (see
  * pl_strerror()).  Config structs are deep-copied at creation: nothing they
@@ -52,7 +52,7 @@ enum pl_error {
     PL_ERR_PATH_DEAD = -13,     /* the established path stopped answering */
     PL_ERR_CLOSED = -14,        /* the connection was closed/reset by the peer */
     PL_ERR_AGAIN = -15,         /* send queue full; wait for on_writable */
-    PL_ERR_UNSUPPORTED = -16,   /* transport not available in this version */
+    PL_ERR_UNSUPPORTED = -16,   /* transport not available (e.g. relay off at the server) */
     PL_ERR_STATE = -17,         /* call not valid in the current state */
     PL_ERR_TOO_BIG = -18,       /* message larger than PL_MAX_MESSAGE */
     PL_ERR_BAD_NAME = -19,
@@ -67,10 +67,12 @@ enum pl_log_level { PL_LOG_ERROR = 0, PL_LOG_WARN = 1, PL_LOG_INFO = 2, PL_LOG_D
 typedef void (*pl_log_fn)(int level, const char *msg, void *user);
 
 enum pl_transport {
-    PL_TRANSPORT_AUTO = 0,  /* UDP and TCP punching race; the first path up wins */
+    PL_TRANSPORT_AUTO = 0,  /* relay-first: the rendezvous relay carries data while UDP
+                               and TCP punching race; moves to a direct path when one
+                               is verified, back to the relay if it dies */
     PL_TRANSPORT_UDP = 1,   /* UDP hole punching only */
     PL_TRANSPORT_TCP = 2,   /* TCP simultaneous open only */
-    PL_TRANSPORT_RELAY = 3  /* not supported yet: PL_ERR_UNSUPPORTED */
+    PL_TRANSPORT_RELAY = 3  /* the rendezvous relay only (relay-udp, else relay-tcp) */
 };
 
 enum pl_path_kind {
@@ -86,8 +88,8 @@ PL_API const char *pl_path_name(int kind);
 typedef struct pl_path_info {
     int kind;              /* enum pl_path_kind */
     char remote[64];       /* remote endpoint "IP:PORT" ("[IPv6]:PORT") */
-    uint32_t ms;           /* ms from pl_peer_connect()/incoming notice to the first path up */
-    uint32_t punch_ms;     /* ms from the rendezvous' punch start to the first path up */
+    uint32_t ms;           /* ms from pl_peer_connect()/incoming notice to this path's activation */
+    uint32_t punch_ms;     /* ms from the rendezvous' punch start to this path's activation */
 } pl_path_info;
 
 typedef struct pl_peer pl_peer;

@@ -197,7 +197,8 @@ chat_wait_lines() {
 
 # chat_check_connected ROLE PEER IP: ROLE's stderr has exactly one
 # "connected ..." line, matching the contract, with path=$CHAT_PATH (default
-# direct-udp) and a remote address IP:<port>.
+# direct-udp) and a remote address IP:<port> (IP may list alternatives as
+# "A|B", e.g. a direct address or the rendezvous for a relay path).
 chat_check_connected() {
     local role=$1 peer=$2 ip=$3 err="$CHAT_WORK/$1.err" n line re remote
     local path=${CHAT_PATH:-direct-udp}
@@ -212,8 +213,9 @@ chat_check_connected() {
         chat_fail "$role: bad connected line: '$line' (want peer=$peer path=$path remote=$ip:PORT ms=N)"
         return 1
     fi
-    remote="${BASH_REMATCH[2]}:${BASH_REMATCH[3]}"
-    if [ "${BASH_REMATCH[2]}" != "$ip" ] || [ "${BASH_REMATCH[3]}" -lt 1 ] || [ "${BASH_REMATCH[3]}" -gt 65535 ]; then
+    local rip=${BASH_REMATCH[2]} rport=${BASH_REMATCH[3]}
+    remote="$rip:$rport"
+    if ! [[ $rip =~ ^($ip)$ ]] || [ "$rport" -lt 1 ] || [ "$rport" -gt 65535 ]; then
         chat_fail "$role: connected to $remote, expected $ip:PORT"
         return 1
     fi

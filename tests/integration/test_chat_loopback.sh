@@ -2,8 +2,9 @@
 # tests/integration/test_chat_loopback.sh BINDIR
 # punchline-chat end to end on 127.0.0.1 (no root needed): a rendezvous on a
 # free port, bob waits, alice connects by name, a conversation both ways,
-# clean exits on EOF; plus the error paths (unknown peer, tcp transport not
-# supported yet, rendezvous that cannot bind) and --help of both binaries.
+# clean exits on EOF; the same over --transport relay; the README example;
+# the error paths (unknown peer, rendezvous that cannot bind), STUN with
+# coturn's client, and --help of both binaries.
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
@@ -104,17 +105,11 @@ else
     fi
 fi
 
-# --transport relay is not implemented yet: exit 1 with "not supported yet".
-chat_spawn - tcp /dev/null "$chat_bin" --server "$server" --name dave --peer bob --transport relay --timeout 5
-if ! chat_wait_exit tcp 10; then
-    chat_fail "chat --transport relay still running after 10s"
-elif [ "${CHAT_RC[tcp]}" -ne 1 ]; then
-    chat_fail "chat --transport relay exited ${CHAT_RC[tcp]} (want 1)"
-elif ! grep -q 'not supported yet' "$CHAT_WORK/tcp.err" "$CHAT_WORK/tcp.out"; then
-    chat_fail "chat --transport relay: no 'not supported yet' message"
-else
-    chat_pass "--transport relay: not supported yet, exit 1"
-fi
+# --transport relay: the same conversation through the rendezvous relay
+# (relay-udp; the remote both sides report is the rendezvous itself).
+chat_log "--- --transport relay"
+CHAT_TRANSPORT=relay CHAT_PATH=relay-udp \
+    chat_talk "$server" - r-alice 127.0.0.1 - r-bob 127.0.0.1 || true
 
 # STUN (RFC 8489): coturn's client learns its reflexive address from us.
 if command -v turnutils_stunclient >/dev/null 2>&1; then

@@ -1,11 +1,12 @@
 /* The rendezvous server on loopback, driven by raw client sockets in the
  * same thread: the test steps the server's libev loop until the reply it
  * expects is readable.  Checks the protocol-level behaviour of
- * docs/PROTOCOL.md sections 1, 3, 4 and 6. */
+ * docs/PROTOCOL.md sections 1, 3, 4, 5 and 6. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <ev.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <string.h>
 #include <unistd.h>
@@ -284,15 +285,21 @@ Test(rendezvous, name_in_use_and_bad_name)
     close(d);
 }
 
-static void send_connect(int fd, const char *peer, uint32_t rid)
+static void send_connect_tr(int fd, const char *peer, uint32_t rid, Punchline__Transport tr)
 {
     Punchline__ConnectRequest cr = PUNCHLINE__CONNECT_REQUEST__INIT;
     cr.peer_name = (char *)peer;
     cr.request_id = rid;
+    cr.transport = tr;
     Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
     env.body_case = PUNCHLINE__ENVELOPE__BODY_CONNECT_REQUEST;
     env.connect_request = &cr;
     send_env(fd, &env);
+}
+
+static void send_connect(int fd, const char *peer, uint32_t rid)
+{
+    send_connect_tr(fd, peer, rid, PUNCHLINE__TRANSPORT__TRANSPORT_UNKNOWN);
 }
 
 Test(rendezvous, connect_errors_carry_the_request_id)
@@ -316,11 +323,11 @@ Test(rendezvous, connect_errors_carry_the_request_id)
     send_connect(a, "alice", 42);
     expect_error(a, PUNCHLINE__ERROR_CODE__SELF_CONNECT);
 
-    /* bob registered but without UDP: not ready */
+    /* bob registered but without UDP: a UDP-only connect is not possible */
     int b = tcp_client();
     do_register(b, "bob", &keep);
     wire_free(keep);
-    send_connect(a, "bob", 43);
+    send_connect_tr(a, "bob", 43, PUNCHLINE__TRANSPORT__UDP);
     expect_error(a, PUNCHLINE__ERROR_CODE__PEER_NOT_READY);
     close(b);
     close(u);
@@ -435,4 +442,254 @@ Test(rendezvous, stun_binding_requests_are_answered)
     sendto(u, badfp, sizeof(badfp), 0, &srv_addr.u.sa, srv_addr.len);
     cr_assert_not(pump_until_readable(u, 300), "answered a request with a bad FINGERPRINT");
     close(u);
+}
+
+/* ---- relay (docs/PROTOCOL.md 5) ----------------------------------------- */
+
+typedef struct pair {
+    int a, b;            /* control connections: alice (caller), bob */
+    int ua, ub;          /* their UDP sockets, bound at the server */
+    netaddr oa, ob;
+    uint64_t sid;
+    uint8_t secret[WIRE_SECRET_LEN];
+    size_t relay_udp, relay_tcp; /* RELAY candidates alice got */
+} pair;
+
+/* alice and bob register (bob optionally without UDP) and alice connects. */
+static void make_pair(pair *p, bool bob_udp, Punchline__Transport tr)
+{
+    Punchline__Envelope *ka, *kb;
+    p->a = tcp_client();
+    p->b = tcp_client();
+    Punchline__RegisterResult *ra = do_register(p->a, "alice", &ka);
+    Punchline__RegisterResult *rb = do_register(p->b, "bob", &kb);
+    p->ua = udp_bind(ra->udp_token, &p->oa);
+    p->ub = bob_udp ? udp_bind(rb->udp_token, &p->ob) : -1;
+    wire_free(ka);
+    wire_free(kb);
+    send_connect_tr(p->a, "bob", 9, tr);
+    for (int i = 0; i < 3; i++)
+        wire_free(recv_env(p->b)); /* Incoming, Candidates, PunchStart */
+    Punchline__Envelope *ca = recv_env(p->a), *pa = recv_env(p->a);
+    cr_assert_eq(ca->body_case, PUNCHLINE__ENVELOPE__BODY_CANDIDATES);
+    cr_assert_eq(pa->body_case, PUNCHLINE__ENVELOPE__BODY_PUNCH_START);
+    p->relay_udp = p->relay_tcp = 0;
+    for (size_t i = 0; i < ca->candidates->n_candidates; i++) {
+        const Punchline__Candidate *c = ca->candidates->candidates[i];
+        if (c->kind == PUNCHLINE__CANDIDATE_KIND__RELAY)
+            *(c->transport == PUNCHLINE__TRANSPORT__UDP ? &p->relay_udp : &p->relay_tcp) += 1;
+        else
+            cr_assert_neq(tr, PUNCHLINE__TRANSPORT__TRANSPORT_RELAY,
+                          "a relay-only session must not carry punching candidates");
+    }
+    p->sid = pa->punch_start->session_id;
+    memcpy(p->secret, pa->punch_start->secret.data, WIRE_SECRET_LEN);
+    wire_free(ca);
+    wire_free(pa);
+}
+
+static void free_pair(pair *p)
+{
+    close(p->a), close(p->b), close(p->ua);
+    if (p->ub >= 0)
+        close(p->ub);
+}
+
+static void send_relayed(int u, uint64_t sid, const char *payload)
+{
+    uint8_t buf[256];
+    size_t n = strlen(payload);
+    wire_relay_header(buf, sid);
+    buf[WIRE_RELAY_HDR] = WIRE_UDP_MARKER;
+    memcpy(buf + WIRE_RELAY_HDR + 1, payload, n);
+    cr_assert_eq(sendto(u, buf, WIRE_RELAY_HDR + 1 + n, 0, &srv_addr.u.sa, srv_addr.len),
+                 (ssize_t)(WIRE_RELAY_HDR + 1 + n));
+}
+
+/* The next datagram on u must be the relayed one with this session and payload. */
+static void expect_relayed(int u, uint64_t sid, const char *payload)
+{
+    cr_assert(pump_until_readable(u, 2000), "nothing relayed");
+    uint8_t in[512];
+    struct sockaddr_storage from;
+    socklen_t fl = sizeof(from);
+    ssize_t r = recvfrom(u, in, sizeof(in), 0, (struct sockaddr *)&from, &fl);
+    netaddr f;
+    netaddr_from_sockaddr(&f, (struct sockaddr *)&from, fl);
+    cr_assert(netaddr_equal(&f, &srv_addr), "relayed datagrams come from the server");
+    uint64_t got;
+    cr_assert(wire_relay_session(in, (size_t)r, &got));
+    cr_assert_eq(got, sid);
+    cr_assert_eq((size_t)r, WIRE_RELAY_HDR + 1 + strlen(payload), "forwarded unchanged");
+    cr_assert_eq(memcmp(in + WIRE_RELAY_HDR + 1, payload, strlen(payload)), 0);
+}
+
+Test(rendezvous, relay_udp_forwards_only_between_the_paired_endpoints)
+{
+    pair p;
+    make_pair(&p, true, PUNCHLINE__TRANSPORT__TRANSPORT_UNKNOWN);
+    cr_assert_eq(p.relay_udp, 1, "relay-udp offered when both sides have UDP");
+    cr_assert_eq(p.relay_tcp, 1, "relay-tcp offered");
+    send_relayed(p.ua, p.sid, "a->b");
+    expect_relayed(p.ub, p.sid, "a->b");
+    send_relayed(p.ub, p.sid, "b->a");
+    expect_relayed(p.ua, p.sid, "b->a");
+
+    /* a third host with the real session id, and with guessed ones: nothing
+     * goes anywhere, and the counters say why */
+    const relay_stats *st = server_relay_stats(srv);
+    uint64_t bad0 = st->drop_bad_source, unk0 = st->drop_unknown_session, fw0 = st->udp_packets;
+    int x = socket(AF_INET, SOCK_DGRAM, 0);
+    for (int i = 0; i < 5; i++)
+        send_relayed(x, p.sid, "hijack");
+    for (uint64_t g = 1; g <= 5; g++)
+        send_relayed(x, p.sid ^ g, "guess");
+    cr_assert_not(pump_until_readable(p.ub, 300), "bob got a datagram from a third host");
+    cr_assert_not(pump_until_readable(p.ua, 50), "alice got a datagram from a third host");
+    cr_assert_not(pump_until_readable(x, 50), "the third host got an answer");
+    cr_assert_eq(st->drop_bad_source - bad0, 5);
+    cr_assert_eq(st->drop_unknown_session - unk0, 5);
+    cr_assert_eq(st->udp_packets, fw0);
+    close(x);
+    free_pair(&p);
+}
+
+Test(rendezvous, relay_only_session_and_peer_without_udp)
+{
+    pair p;
+    make_pair(&p, false, PUNCHLINE__TRANSPORT__TRANSPORT_RELAY);
+    cr_assert_eq(p.relay_udp, 0, "no relay-udp when bob has no UDP endpoint");
+    cr_assert_eq(p.relay_tcp, 1, "relay-tcp still offered");
+    /* alice's relayed datagrams have nowhere to go */
+    uint64_t nd0 = server_relay_stats(srv)->drop_no_destination;
+    send_relayed(p.ua, p.sid, "nobody there");
+    pump_until_readable(p.ua, 100);
+    cr_assert_eq(server_relay_stats(srv)->drop_no_destination, nd0 + 1);
+    free_pair(&p);
+}
+
+static int open_relay(uint64_t sid, const uint8_t *secret, int role, bool good_mac)
+{
+    int fd = tcp_client();
+    Punchline__RelayOpen ro = PUNCHLINE__RELAY_OPEN__INIT;
+    uint8_t mac[WIRE_MAC_LEN];
+    wire_relay_mac(secret, sid, role, mac);
+    if (!good_mac)
+        mac[3] ^= 0x40;
+    ro.session_id = sid;
+    ro.role = role;
+    ro.mac.data = mac;
+    ro.mac.len = sizeof(mac);
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_RELAY_OPEN;
+    env.relay_open = &ro;
+    send_env(fd, &env);
+    return fd;
+}
+
+static void expect_ready(int fd, uint64_t sid)
+{
+    Punchline__Envelope *e = recv_env(fd);
+    cr_assert_not_null(e, "relay connection closed instead of RelayReady");
+    cr_assert_eq(e->body_case, PUNCHLINE__ENVELOPE__BODY_RELAY_READY, "got %s", wire_body_name(e));
+    cr_assert_eq(e->relay_ready->session_id, sid);
+    wire_free(e);
+}
+
+/* Read exactly n bytes from fd, stepping the server. */
+static void read_exact(int fd, uint8_t *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        cr_assert(pump_until_readable(fd, 3000), "splice stalled after %zu of %zu bytes", got, n);
+        ssize_t r = recv(fd, buf + got, n - got, 0);
+        cr_assert_gt(r, 0, "relay connection closed after %zu of %zu bytes", got, n);
+        got += (size_t)r;
+    }
+}
+
+Test(rendezvous, relay_tcp_needs_the_session_mac_and_splices_both_ways)
+{
+    pair p;
+    make_pair(&p, true, PUNCHLINE__TRANSPORT__TRANSPORT_UNKNOWN);
+    /* refused: bad MAC, unknown session */
+    int bad = open_relay(p.sid, p.secret, PUNCHLINE__ROLE__CONTROLLING, false);
+    expect_error(bad, PUNCHLINE__ERROR_CODE__RELAY_REFUSED);
+    expect_closed(bad);
+    close(bad);
+    int unk = open_relay(p.sid ^ 1, p.secret, PUNCHLINE__ROLE__CONTROLLING, true);
+    expect_error(unk, PUNCHLINE__ERROR_CODE__RELAY_REFUSED);
+    close(unk);
+
+    int ra = open_relay(p.sid, p.secret, PUNCHLINE__ROLE__CONTROLLING, true);
+    /* nothing until the other side is attached */
+    cr_assert_not(pump_until_readable(ra, 200), "RelayReady before both sides attached");
+    /* the same side again: refused (first attach wins) */
+    int dup = open_relay(p.sid, p.secret, PUNCHLINE__ROLE__CONTROLLING, true);
+    expect_error(dup, PUNCHLINE__ERROR_CODE__RELAY_REFUSED);
+    close(dup);
+    int rb = open_relay(p.sid, p.secret, PUNCHLINE__ROLE__CONTROLLED, true);
+    expect_ready(ra, p.sid);
+    expect_ready(rb, p.sid);
+
+    /* 1 MiB each way, bytes unchanged and in order (backpressure on the way) */
+    enum { N = 1 << 20 };
+    static uint8_t out[N], in[N];
+    for (size_t i = 0; i < N; i++)
+        out[i] = (uint8_t)(i * 7 + (i >> 11));
+    size_t sent = 0, got = 0;
+    fcntl(ra, F_SETFL, O_NONBLOCK);
+    while (got < N) {
+        if (sent < N) {
+            ssize_t w = send(ra, out + sent, N - sent, MSG_NOSIGNAL);
+            if (w > 0)
+                sent += (size_t)w;
+        }
+        ev_run(loop, EVRUN_NOWAIT);
+        ssize_t r = recv(rb, in + got, N - got, MSG_DONTWAIT);
+        if (r > 0)
+            got += (size_t)r;
+    }
+    cr_assert_eq(memcmp(in, out, N), 0, "spliced bytes differ");
+    send_raw(rb, "pong", 4);
+    uint8_t back[4];
+    read_exact(ra, back, 4);
+    cr_assert_eq(memcmp(back, "pong", 4), 0);
+    cr_assert_geq(server_relay_stats(srv)->tcp_bytes, (uint64_t)N + 4);
+
+    /* one side leaves: the other is closed after its queue is flushed */
+    close(ra);
+    expect_closed(rb);
+    close(rb);
+    free_pair(&p);
+}
+
+Test(rendezvous, relay_off_refuses_relay_only_connects)
+{
+    server_free(srv);
+    server_config cfg = {.log_level = SRV_LOG_ERROR, .relay_off = 1};
+    cr_assert_eq(netaddr_parse("127.0.0.1:0", &cfg.listen, false), 0);
+    char err[256];
+    srv = server_new(loop, &cfg, err, sizeof(err));
+    cr_assert_not_null(srv, "server_new: %s", err);
+    server_local_addr(srv, &srv_addr);
+    int a = tcp_client(), b = tcp_client();
+    Punchline__Envelope *ka, *kb;
+    Punchline__RegisterResult *ra = do_register(a, "alice", &ka);
+    Punchline__RegisterResult *rb = do_register(b, "bob", &kb);
+    netaddr oa, ob;
+    int ua = udp_bind(ra->udp_token, &oa), ub = udp_bind(rb->udp_token, &ob);
+    wire_free(ka);
+    wire_free(kb);
+    send_connect_tr(a, "bob", 5, PUNCHLINE__TRANSPORT__TRANSPORT_RELAY);
+    expect_error(a, PUNCHLINE__ERROR_CODE__UNSUPPORTED);
+    /* auto still works, without RELAY candidates */
+    send_connect(a, "bob", 6);
+    Punchline__Envelope *ca = recv_env(a);
+    cr_assert_eq(ca->body_case, PUNCHLINE__ENVELOPE__BODY_CANDIDATES);
+    for (size_t i = 0; i < ca->candidates->n_candidates; i++)
+        cr_assert_neq(ca->candidates->candidates[i]->kind, PUNCHLINE__CANDIDATE_KIND__RELAY);
+    cr_assert_null(server_relay_stats(srv));
+    wire_free(ca);
+    close(ua), close(ub), close(a), close(b);
 }

@@ -12,22 +12,8 @@
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=lib.sh
-. "$here/lib.sh"
-# shellcheck source=../integration/chat_common.sh
-. "$here/../integration/chat_common.sh"
-
-trap chat_finish EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
-trap 'exit 141' PIPE
-if ! natlab_init; then
-    echo "SKIP: needs root and network namespaces"
-    exit 77
-fi
-chat_setup "${1:-}"
+# shellcheck source=lab_test.sh
+. "$(cd "$(dirname "$0")" && pwd)/lab_test.sh" "${1:-}"
 
 natlab_add_internet
 natlab_add_router ra 203.0.113.11 10.0.1.0/24 port-restricted

@@ -767,6 +767,122 @@ Test(reliable, rtt_estimate_stays_near_path_rtt)
     rel_free(&n->ep[1]);
 }
 
+/* ---- path switch -------------------------------------------------------- */
+
+/* Data in flight during a path switch.  20 messages (1..3 segments each)
+ * go out on a UDP path; it delivers the first 8 datagrams and then dies,
+ * losing everything else in flight, B's ack included.  The connection moves
+ * to a new path that loses nothing: rel_path_switch() must send everything
+ * unacknowledged once more right away -- on a reliable (TCP) path no timer
+ * would ever resend it, and on a UDP path it must not wait for the RTO --
+ * so all 20 messages arrive exactly once, in order (on_message checks),
+ * and the sender becomes idle.  Afterwards retransmission follows the new
+ * path's kind: no timer on TCP, the RTO on UDP. */
+static void path_switch_case(bool reliable_path)
+{
+    reliable a, b;
+    rx xa, xb;
+    setup(&a, &xa, 0, 0);
+    setup(&b, &xb, 0, 0);
+    const uint32_t msgs = 20;
+    uint8_t buf[3000];
+    uint64_t now = 1000;
+    for (uint32_t i = 0; i < msgs; i++) {
+        fill_msg(buf, i, msg_len(i));
+        cr_assert_eq(rel_send(&a, buf, msg_len(i)), 0);
+    }
+    size_t segs = count_segments(&a);
+    cr_assert_gt(segs, msgs, "some messages span several segments");
+    cr_assert_leq(segs, REL_WINDOW, "all of them in flight at once");
+
+    /* the old path: 8 datagrams arrive, the rest is lost with it */
+    size_t delivered = 0, lost = 0;
+    Punchline__Envelope *e;
+    while ((e = poll_env(&a, now)) != NULL) {
+        cr_assert_eq(e->body_case, PUNCHLINE__ENVELOPE__BODY_DATA);
+        if (delivered < 8) {
+            deliver_env(&b, e, now);
+            delivered++;
+        } else {
+            lost++;
+        }
+        wire_free(e);
+    }
+    cr_assert_eq(delivered + lost, segs, "every segment went out once");
+    uint32_t before = xb.next;
+    cr_assert_lt(before, msgs);
+    e = poll_env(&b, now); /* B's ack: lost too */
+    cr_assert_not_null(e);
+    cr_assert_eq(e->body_case, PUNCHLINE__ENVELOPE__BODY_ACK);
+    wire_free(e);
+    cr_assert_eq(count_segments(&a), segs, "nothing acknowledged");
+    cr_assert_gt(rel_next_deadline(&a), now + 10, "without a switch nothing is due before the RTO");
+
+    now += 10;
+    rel_path_switch(&a, reliable_path);
+    rel_path_switch(&b, reliable_path);
+    cr_assert_leq(rel_next_deadline(&a), now, "everything unacknowledged is due at once");
+
+    /* the new path loses nothing; all of this happens before the RTO */
+    for (int k = 0; k < 5 && !rel_idle(&a); k++) {
+        pump(&a, &b, now);
+        pump(&b, &a, now);
+        now++;
+    }
+    cr_assert_eq(xb.next, msgs, "%u of %u messages arrived (%u before the switch)", xb.next, msgs,
+                 before);
+    cr_assert(rel_idle(&a), "stuck: %zu segments unacknowledged", count_segments(&a));
+    cr_assert_eq(a.queued_bytes, 0);
+    cr_assert_eq(a.retransmits, segs, "each unacknowledged segment sent once more, once");
+    cr_assert_eq(pump(&a, &b, now), 0, "nothing left to send");
+    cr_assert_eq(rel_next_deadline(&a), NEVER);
+
+    /* one more message: retransmission now follows the new path's kind */
+    fill_msg(buf, msgs, msg_len(msgs));
+    cr_assert_eq(rel_send(&a, buf, msg_len(msgs)), 0);
+    Punchline__Envelope *seg[4];
+    size_t n = 0;
+    while ((e = poll_env(&a, now)) != NULL) {
+        cr_assert_lt(n, 4);
+        seg[n++] = e;
+    }
+    cr_assert_gt(n, 0);
+    uint64_t due = rel_next_deadline(&a);
+    if (reliable_path) {
+        cr_assert_eq(due, NEVER, "no retransmission timer on a reliable path");
+    } else {
+        /* lost on UDP: resent one RTO later */
+        cr_assert_eq(due, now + rel_rto(&a), "RTO armed on a UDP path");
+        for (size_t i = 0; i < n; i++)
+            wire_free(seg[i]);
+        now = due;
+        for (n = 0; (e = poll_env(&a, now)) != NULL;) {
+            cr_assert_lt(n, 4);
+            seg[n++] = e;
+        }
+        cr_assert_gt(n, 0, "retransmitted at the RTO");
+    }
+    for (size_t i = 0; i < n; i++) {
+        deliver_env(&b, seg[i], now);
+        wire_free(seg[i]);
+    }
+    pump(&b, &a, now);
+    cr_assert_eq(xb.next, msgs + 1);
+    cr_assert(rel_idle(&a));
+    rel_free(&a);
+    rel_free(&b);
+}
+
+Test(reliable, data_in_flight_during_switch_to_reliable_path)
+{
+    path_switch_case(true);
+}
+
+Test(reliable, data_in_flight_during_switch_to_another_udp_path)
+{
+    path_switch_case(false);
+}
+
 /* ---- receiver ----------------------------------------------------------- */
 
 /* Data beyond the receive window (rcv_nxt + REL_WINDOW and later) is

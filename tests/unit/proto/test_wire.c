@@ -333,7 +333,8 @@ ParameterizedTestParameters(classify, first_byte)
         {19, WIRE_CLASS_UNKNOWN},  {20, WIRE_CLASS_DTLS},     {22, WIRE_CLASS_DTLS},    /* handshake */
         {23, WIRE_CLASS_DTLS},     {63, WIRE_CLASS_DTLS},     {64, WIRE_CLASS_UNKNOWN}, /* TURN channel */
         {79, WIRE_CLASS_UNKNOWN},  {0x0b, WIRE_CLASS_UNKNOWN}, {0x0c, WIRE_CLASS_PUNCHLINE},
-        {0x0d, WIRE_CLASS_UNKNOWN}, {0x50, WIRE_CLASS_UNKNOWN}, /* QUIC short header (RFC 9443) */
+        {0x0d, WIRE_CLASS_RELAY}, {0x0e, WIRE_CLASS_UNKNOWN},
+        {0x50, WIRE_CLASS_UNKNOWN}, /* QUIC short header (RFC 9443) */
         {127, WIRE_CLASS_UNKNOWN}, {128, WIRE_CLASS_UNKNOWN}, /* RTP */
         {191, WIRE_CLASS_UNKNOWN}, {255, WIRE_CLASS_UNKNOWN},
     };
