@@ -31,9 +31,12 @@ static int best_up(const pathsel_view *v)
 int pathsel_choose(const pathsel_view *v, int active, bool controlling, int first_nominated)
 {
     if (valid(active) && v->up[active]) {
+        /* Up a tier, on both sides: a direct path is up on the controlled
+         * side only after the controlling side nominated it, and the
+         * controlling side always moves to a direct path that is up.
+         * Within a tier nobody moves (the controlled side follows data). */
         int best = best_up(v);
-        /* Only the controlling side moves between working paths: up a tier. */
-        if (controlling && pathsel_tier(best) < pathsel_tier(active))
+        if (pathsel_tier(best) < pathsel_tier(active))
             return best;
         return active;
     }

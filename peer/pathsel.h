@@ -9,10 +9,12 @@
  * The controlling side decides: it takes the best path that is up, moves up
  * to a direct path as soon as one is verified (relay-first, then upgrade),
  * and moves down only when its active path dies.  The controlled side
- * follows: it activates the path the controlling side nominated first, and
- * later the path the controlling side's traffic arrives on, but only when
- * that is not a step down while its own active path still works (stale
- * packets from an abandoned relay path must not drag it back).
+ * follows: it activates the path the controlling side nominated first; it
+ * moves up to a direct path once one is up on its side too (which needs the
+ * controlling side's nomination, so both sides upgrade, even on an idle
+ * connection); and within a tier it follows the path the controlling side's
+ * traffic arrives on, but never a step down while its own active path still
+ * works (stale packets from an abandoned relay path must not drag it back).
  */
 #ifndef PL_PATHSEL_H
 #define PL_PATHSEL_H

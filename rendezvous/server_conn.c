@@ -405,7 +405,11 @@ static void handle_connect(srv_conn *c, const Punchline__ConnectRequest *m)
     while (sid == 0 || (s->relay && relay_find(s->relay, sid)));
     uint8_t secret[WIRE_SECRET_LEN];
     srv_random_bytes(secret, sizeof(secret));
-    relay_session *rs = srv_relay_session(s, sid, secret, me, other);
+    /* UDP- or TCP-only requests never relay: no relay session for them */
+    relay_session *rs = m->transport == PUNCHLINE__TRANSPORT__TRANSPORT_UNKNOWN ||
+                                m->transport == PUNCHLINE__TRANSPORT__TRANSPORT_RELAY
+                            ? srv_relay_session(s, sid, secret, me, other)
+                            : NULL;
     if (m->transport == PUNCHLINE__TRANSPORT__TRANSPORT_RELAY && !rs) {
         srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__SERVER_FULL, rid,
                             "relay table full; try again later");

@@ -39,7 +39,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: punchline-chat --server HOST:PORT --name NAME [--peer NAME]\n"
-            "                      [--transport auto|udp|tcp|relay] [--timeout SEC] [-v]\n"
+            "                      [--transport auto|udp|tcp|relay] [--timeout SEC]\n"
+            "                      [--keepalive SEC] [--path-timeout SEC] [-v]\n"
             "\n"
             "Chat with another peer through NATs.  Without --peer, register NAME and wait\n"
             "for one incoming connection; with --peer, connect to that peer.\n"
@@ -65,6 +66,11 @@ static void usage(FILE *f)
             "                           once it works; udp or tcp: that hole punching only;\n"
             "                           relay: the rendezvous relay only\n"
             "  -T, --timeout SEC        give up if not connected within SEC (default 30; 0 = never)\n"
+            "      --keepalive SEC      keepalive/consent check interval on every path\n"
+            "                           (default 15, 1..25)\n"
+            "      --path-timeout SEC   a path that answers nothing for SEC is dead: the\n"
+            "                           connection moves to another path, or fails (default 30;\n"
+            "                           at least the keepalive + 2)\n"
             "  -v, --verbose            more status on stderr (-vv for debug)\n"
             "  -h, --help               this help\n"
             "\n"
@@ -372,7 +378,9 @@ int main(int argc, char **argv)
         {"server", required_argument, 0, 's'}, {"name", required_argument, 0, 'n'},
         {"peer", required_argument, 0, 'p'},   {"transport", required_argument, 0, 't'},
         {"timeout", required_argument, 0, 'T'}, {"verbose", no_argument, 0, 'v'},
+        {"keepalive", required_argument, 0, 'K'}, {"path-timeout", required_argument, 0, 'P'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    unsigned long keepalive_s = 0, path_timeout_s = 0;
     chat ch = {.timeout_s = 30, .exit_code = 1};
     const char *server = NULL, *name = NULL;
     int verbosity = PL_LOG_WARN, c;
@@ -394,6 +402,20 @@ int main(int argc, char **argv)
             ch.timeout_s = strtod(optarg, &end);
             if (*end || ch.timeout_s < 0 || ch.timeout_s > 86400) {
                 fprintf(stderr, "punchline-chat: --timeout takes 0..86400 seconds\n");
+                return 2;
+            }
+            break;
+        case 'K':
+            keepalive_s = strtoul(optarg, &end, 10);
+            if (*end || !*optarg || *optarg == '-' || keepalive_s < 1 || keepalive_s > 25) {
+                fprintf(stderr, "punchline-chat: --keepalive takes 1..25 seconds\n");
+                return 2;
+            }
+            break;
+        case 'P':
+            path_timeout_s = strtoul(optarg, &end, 10);
+            if (*end || !*optarg || *optarg == '-' || path_timeout_s < 2 || path_timeout_s > 3600) {
+                fprintf(stderr, "punchline-chat: --path-timeout takes 2..3600 seconds\n");
                 return 2;
             }
             break;
@@ -423,6 +445,8 @@ int main(int argc, char **argv)
         .loop = ch.loop, .server = server, .name = name,
         .log = log_cb, .log_user = &ch, .log_level = verbosity,
         .on_registered = on_registered, .on_incoming = on_incoming, .user = &ch,
+        .keepalive_ms = (uint32_t)(keepalive_s * 1000),
+        .path_timeout_ms = (uint32_t)(path_timeout_s * 1000),
     };
     int rc = pl_peer_new(&ch.peer, &cfg);
     if (rc < 0) {

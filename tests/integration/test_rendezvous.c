@@ -693,3 +693,21 @@ Test(rendezvous, relay_off_refuses_relay_only_connects)
     wire_free(ca);
     close(ua), close(ub), close(a), close(b);
 }
+
+Test(rendezvous, udp_or_tcp_only_sessions_get_no_relay)
+{
+    const Punchline__Transport trs[] = {PUNCHLINE__TRANSPORT__UDP, PUNCHLINE__TRANSPORT__TCP};
+    for (size_t i = 0; i < 2; i++) {
+        uint64_t before = server_relay_stats(srv)->sessions_created;
+        pair p;
+        make_pair(&p, true, trs[i]);
+        cr_assert_eq(p.relay_udp + p.relay_tcp, 0, "transport %d: RELAY candidates offered", trs[i]);
+        cr_assert_eq(server_relay_stats(srv)->sessions_created, before, "relay session created");
+        free_pair(&p);
+        /* let the server see both control connections close (names free again) */
+        for (int k = 0; k < 50; k++) {
+            ev_run(loop, EVRUN_NOWAIT);
+            usleep(1000);
+        }
+    }
+}

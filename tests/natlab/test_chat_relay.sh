@@ -29,7 +29,14 @@
 #     guessed ones: nothing is forwarded (the rendezvous counts them as
 #     bad-source and unknown-session drops) and eve gets no answer.
 #  f. --transport relay between two port-restricted peers: relay-udp.
-# Needs root; exits 77 (skip) otherwise. Runs in about 20 s.
+#  g. uma (no UDP at all) calls sam (symmetric): no direct path and no UDP,
+#     so the conversation runs over relay-tcp.
+#  h. fallback and re-upgrade: alice and bob (--keepalive 1 --path-timeout 3)
+#     are on direct-udp; UDP between their routers is then blocked: both
+#     move to the relay by themselves; the block is lifted: they punch again
+#     (first retry 5 s after the direct path failed) and move back to
+#     direct-udp; numbered lines sent throughout all arrive, in order.
+# Needs root; exits 77 (skip) otherwise. Runs in about 40 s.
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
@@ -221,5 +228,88 @@ CHAT_TRANSPORT=relay CHAT_PATH=relay-udp \
     chat_talk "$RZ" alice f-alice 203.0.113.1 bob f-bob 203.0.113.1 || true
 expect_final f f-alice relay-udp
 expect_final f f-bob relay-udp
+
+# ---------------------------------------------------------------------------
+chat_log "--- case g: uma (no UDP at all) calls sam (symmetric)"
+CHAT_PATH=relay-tcp CHAT_T_REGISTER=15 \
+    chat_talk "$RZ" uma g-uma 203.0.113.1 sam g-sam 203.0.113.1 || true
+expect_final g g-uma relay-tcp
+expect_final g g-sam relay-tcp
+
+# ---------------------------------------------------------------------------
+chat_log "--- case h: direct path lost and back: relay fallback, re-punch, upgrade"
+# path_count ROLE PATH: how many connected/path lines name PATH
+path_count() { grep -cE "^(connected|path) peer=[^ ]* path=$2 " "$CHAT_WORK/$1.err" || true; }
+# wait_path ROLE PATH N SECONDS: until ROLE reported PATH N times
+wait_path() {
+    local end=$((SECONDS + $4))
+    while [ "$(path_count "$1" "$2")" -lt "$3" ]; do
+        [ "$SECONDS" -lt "$end" ] || return 1
+        sleep 0.2
+    done
+}
+# block ROUTER DST: drop UDP towards DST in ROUTER's forward chain; prints
+# the rule handle for unblock
+block() {
+    natlab_exec "$1" nft -e -a insert rule ip filt forward ip daddr "$2" meta l4proto udp drop |
+        sed -n 's/.*# handle \([0-9]*\).*/\1/p'
+}
+unblock() { natlab_exec "$1" nft delete rule ip filt forward handle "$2"; }
+h_n=0
+h_send() { # h_send COUNT: COUNT numbered lines from alice, 0.1 s apart
+    local i
+    for ((i = 0; i < $1; i++)); do
+        h_n=$((h_n + 1))
+        chat_send h-alice "$h_n"
+        sleep 0.1
+    done
+}
+h_opts=(--keepalive 1 --path-timeout 3 --timeout "$CHAT_T_CONNECT" -v)
+chat_start_chat bob h-bob --server "$RZ" --name h-bob "${h_opts[@]}"
+if ! chat_wait_grep h-bob err registered "$CHAT_T_REGISTER"; then
+    chat_fail "h: bob did not register"
+else
+    chat_start_chat alice h-alice --server "$RZ" --name h-alice --peer h-bob "${h_opts[@]}"
+    if wait_path h-alice direct-udp 1 15 && wait_path h-bob direct-udp 1 15; then
+        chat_pass "h: both on direct-udp"
+        h_send 5
+        ha=$(block ra 203.0.113.12)
+        hb=$(block rb 203.0.113.11)
+        chat_log "info: h: UDP between ra and rb blocked (rule handles $ha, $hb)"
+        h_send 60 # 6 s: the 3 s path timeout passes meanwhile
+        if wait_path h-alice relay-udp 1 10 && wait_path h-bob relay-udp 1 10; then
+            chat_pass "h: both fell back: $(grep '^path peer=.*relay-udp' "$CHAT_WORK/h-alice.err" | head -n1)"
+        else
+            chat_fail "h: no fallback to relay-udp after the direct path died"
+        fi
+        unblock ra "$ha"
+        unblock rb "$hb"
+        chat_log "info: h: block lifted"
+        h_send 20
+        if wait_path h-alice direct-udp 2 25 && wait_path h-bob direct-udp 2 25; then
+            chat_pass "h: both back on direct-udp after re-punching: $(grep '^path peer=.*direct-udp' "$CHAT_WORK/h-alice.err" | tail -n1)"
+        else
+            chat_fail "h: not back on direct-udp within 25 s of lifting the block"
+        fi
+        h_send 5
+    else
+        chat_fail "h: not on direct-udp at the start"
+    fi
+    chat_close h-alice
+    if chat_wait_lines h-bob "$h_n" "$CHAT_T_LINES" &&
+        cmp -s <(seq 1 "$h_n" | sed 's/^/h-alice: /') "$CHAT_WORK/h-bob.out"; then
+        chat_pass "h: bob received all $h_n lines in order across both switches"
+    else
+        chat_fail "h: bob's lines differ from 1..$h_n ($(wc -l <"$CHAT_WORK/h-bob.out") lines)"
+    fi
+    chat_close h-bob
+    for role in h-alice h-bob; do
+        if chat_wait_exit "$role" "$CHAT_T_EXIT" && [ "${CHAT_RC[$role]}" = 0 ]; then
+            chat_pass "h: $role exited 0"
+        else
+            chat_fail "h: $role exit status ${CHAT_RC[$role]:-still running}"
+        fi
+    done
+fi
 
 chat_exit

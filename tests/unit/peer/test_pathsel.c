@@ -163,12 +163,16 @@ Test(pathsel, controlled_falls_back_when_nomination_over)
     CHOOSE(B(RU), B(DU) | B(DT), NONE, false, NONE, NONE); /* relay-tcp pending */
 }
 
-/* Connected: the controlled side does not move between working paths by
- * itself (it follows, see below), and takes the best path up when its own
- * dies. */
-Test(pathsel, controlled_connected_keeps_or_falls_back)
+/* Connected: the controlled side moves up a tier by itself (a direct path
+ * is up on its side only once the controlling side nominated it, and the
+ * controlling side always takes a direct path when one is up), never
+ * between two working paths of one tier (it follows data there, see
+ * below), and takes the best path up when its own dies. */
+Test(pathsel, controlled_connected_upgrades_keeps_or_falls_back)
 {
-    CHOOSE(B(RU) | B(DU), 0, RU, false, RU, RU);
+    CHOOSE(B(RU) | B(DU), 0, RU, false, RU, DU);
+    CHOOSE(B(RT) | B(DT), 0, RT, false, NONE, DT);
+    CHOOSE(B(RT) | B(RU), 0, RT, false, NONE, RT);
     CHOOSE(B(DT) | B(DU), 0, DT, false, DT, DT);
     CHOOSE(B(RU) | B(RT), B(DU), DU, false, DU, RU);
     CHOOSE(0, B(DU), DU, false, DU, NONE);
