@@ -116,18 +116,27 @@ static void peer_register(peer *p, const char *name)
     ub.udp_token = token;
     env.body_case = PUNCHLINE__ENVELOPE__BODY_UDP_BIND;
     env.udp_bind = &ub;
-    uint8_t buf[64];
-    int n = wire_encode_udp(&env, buf, sizeof(buf));
+    /* UdpBind until a UdpBound without a challenge (echo the challenge) */
     for (int tries = 0;; tries++) {
         if (tries == 20)
             die("no UdpBound");
+        uint8_t buf[64];
+        int n = wire_encode_udp(&env, buf, sizeof(buf));
         sendto(p->udp, buf, (size_t)n, 0, &srv.u.sa, srv.len);
         struct pollfd pf = {.fd = p->udp, .events = POLLIN};
-        if (poll(&pf, 1, 200) > 0) {
-            uint8_t in[WIRE_UDP_MAX];
-            recv(p->udp, in, sizeof(in), 0);
+        if (poll(&pf, 1, 200) <= 0)
+            continue;
+        uint8_t in[WIRE_UDP_MAX];
+        ssize_t r = recv(p->udp, in, sizeof(in), 0);
+        Punchline__Envelope *rep = NULL;
+        if (r <= 0 || wire_decode_udp(in, (size_t)r, &rep, NULL) != WIRE_OK)
+            continue;
+        uint64_t ch = rep->body_case == PUNCHLINE__ENVELOPE__BODY_UDP_BOUND ? rep->udp_bound->challenge : 0;
+        bool bound = rep->body_case == PUNCHLINE__ENVELOPE__BODY_UDP_BOUND && !ch;
+        wire_free(rep);
+        if (bound)
             break;
-        }
+        ub.challenge = ch;
     }
 }
 

@@ -287,6 +287,13 @@ static void activate(pl_conn *c, int path)
     c->path_ms = peer_now(c->peer);
     if (first)
         c->connected_ms = c->path_ms;
+    if (pathsel_tier(path) == 0)
+        c->repunch_ms = REPUNCH_FIRST_MS; /* a later failure retries soon again */
+    /* The controlling side announces its choice at once: an Ack on the new
+     * path, which the controlled side follows like Data (pathsel_follow),
+     * so both report the same path even on an idle connection. */
+    if (c->pu.cfg.controlling)
+        c->rel.ack_due = true;
     pl_path_info info;
     pl_conn_path(c, &info);
     plog(&c->peer->log, PL_LOG_INFO, "%s %s via %s %s (%u ms; %u ms after punch start)",
@@ -316,14 +323,21 @@ void conn_data_input(pl_conn *c, const Punchline__Envelope *env, int path, const
     if (!path_up(c, path))
         return;
     pathsel_view v;
+    /* The controlling side picks the path; the controlled side follows the
+     * path its Data and Acks arrive on (pathsel.h). */
+    if (env->body_case == PUNCHLINE__ENVELOPE__BODY_DATA ||
+        env->body_case == PUNCHLINE__ENVELOPE__BODY_ACK) {
+        view(c, &v);
+        bool go = c->pu.cfg.controlling
+                      ? c->active == PL_PATH_NONE && env->body_case == PUNCHLINE__ENVELOPE__BODY_DATA
+                      : pathsel_follow(&v, c->active, path);
+        if (go)
+            activate(c, path);
+        if (c->state == CONN_CLOSED)
+            return;
+    }
     switch (env->body_case) {
     case PUNCHLINE__ENVELOPE__BODY_DATA:
-        /* The controlling side picks the path; the controlled side follows
-         * the path its data arrives on (pathsel.h). */
-        view(c, &v);
-        if (c->active == PL_PATH_NONE ||
-            (!c->pu.cfg.controlling && pathsel_follow(&v, c->active, path)))
-            activate(c, path);
         if (c->state != CONN_CLOSED)
             rel_input_data(&c->rel, env->data, now);
         break;

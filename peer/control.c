@@ -162,10 +162,11 @@ static void send_register(pl_peer *p)
     plog(&p->log, PL_LOG_DEBUG, "registering as %s with %zu host candidates", p->name, n);
 }
 
-static void send_udp_bind(pl_peer *p)
+static void send_udp_bind_challenge(pl_peer *p, uint64_t challenge)
 {
     Punchline__UdpBind ub = PUNCHLINE__UDP_BIND__INIT;
     ub.udp_token = p->udp_token;
+    ub.challenge = challenge;
     Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
     env.body_case = PUNCHLINE__ENVELOPE__BODY_UDP_BIND;
     env.udp_bind = &ub;
@@ -173,6 +174,11 @@ static void send_udp_bind(pl_peer *p)
     int n = wire_encode_udp(&env, buf, sizeof(buf));
     if (n > 0)
         peer_udp_send(p, &p->server, buf, (size_t)n);
+}
+
+static void send_udp_bind(pl_peer *p)
+{
+    send_udp_bind_challenge(p, 0);
 }
 
 static void handle_error(pl_peer *p, const Punchline__Error *e)
@@ -349,6 +355,12 @@ void ctl_udp_input(pl_peer *p, const Punchline__Envelope *env, const netaddr *fr
     netaddr obs;
     if (netaddr_from_endpoint(env->udp_bound->observed_udp, &obs) != 0)
         return;
+    if (env->udp_bound->challenge) {
+        /* the server checks that this address is really ours first */
+        if (p->udp_token)
+            send_udp_bind_challenge(p, env->udp_bound->challenge);
+        return;
+    }
     if (p->ctl_state == CTL_REGISTERED && !netaddr_equal(&obs, &p->observed_udp)) {
         char as[NETADDR_STRLEN];
         netaddr_format(&obs, as, sizeof(as));

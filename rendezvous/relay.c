@@ -20,7 +20,7 @@ static void bucket_init(relay_bucket *b, uint64_t rate, uint64_t now)
     b->rate = rate;
     /* a quarter second of burst, at least 64 KiB (one TCP read or a burst
      * of datagrams) */
-    b->cap = rate / 4 > 65536 ? rate / 4 : 65536;
+    b->cap = rate / 4 > 65536 ? (int64_t)(rate / 4) : 65536;
     b->tokens = b->cap;
     b->last_ms = now;
 }
@@ -32,7 +32,10 @@ static void bucket_refill(relay_bucket *b, uint64_t now)
     uint64_t add = (now - b->last_ms) * b->rate / 1000;
     if (add == 0)
         return; /* keep last_ms so slow rates still accumulate */
-    b->tokens = b->tokens + add > b->cap ? b->cap : b->tokens + add;
+    if (add > (uint64_t)(b->cap - b->tokens))
+        b->tokens = b->cap;
+    else
+        b->tokens += (int64_t)add;
     b->last_ms = now;
 }
 
@@ -42,24 +45,25 @@ static bool bucket_has(relay_bucket *b, size_t n, uint64_t now)
         return true;
     bucket_refill(b, now);
     /* a chunk larger than the bucket passes when the bucket is full */
-    return b->tokens >= (n < b->cap ? n : b->cap);
+    return b->tokens >= ((int64_t)n < b->cap ? (int64_t)n : b->cap);
 }
 
+/* Charge n bytes in full; the balance may go negative (debt). */
 static void bucket_take(relay_bucket *b, size_t n)
 {
     if (b->rate)
-        b->tokens = b->tokens > n ? b->tokens - n : 0;
+        b->tokens -= (int64_t)n;
 }
 
 static uint32_t bucket_wait_ms(const relay_bucket *b, size_t n)
 {
     if (!b->rate)
         return 0;
-    uint64_t need = n < b->cap ? n : b->cap;
+    int64_t need = (int64_t)n < b->cap ? (int64_t)n : b->cap;
     if (b->tokens >= need)
         return 0;
-    uint64_t ms = (need - b->tokens) * 1000 / b->rate + 1;
-    return ms > 1000 ? 1000 : (uint32_t)ms;
+    uint64_t ms = (uint64_t)(need - b->tokens) * 1000 / b->rate + 1;
+    return ms > 60000 ? 60000 : (uint32_t)ms;
 }
 
 static size_t slot(uint64_t id)

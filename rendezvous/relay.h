@@ -43,10 +43,12 @@ typedef struct relay_stats {
     uint64_t tcp_rate_pauses;          /* a TCP side paused for the rate limit */
 } relay_stats;
 
-/* Token bucket in bytes. */
+/* Token bucket in bytes.  tokens may go negative: TCP bytes already read
+ * are charged in full, and the debt is paid back before the side reads
+ * again, so the long-run rate holds exactly. */
 typedef struct relay_bucket {
     uint64_t rate;             /* bytes/s; 0 = unlimited */
-    uint64_t tokens, cap;
+    int64_t tokens, cap;
     uint64_t last_ms;
 } relay_bucket;
 
@@ -89,10 +91,12 @@ void relay_remove(relay *r, relay_session *s);
 const netaddr *relay_route_udp(relay *r, uint64_t id, const netaddr *from, size_t len,
                                uint64_t now);
 /* n bytes of a TCP splice for s were read: RELAY_QUOTA (end the session;
- * not charged), else they pass and are charged, and RELAY_RATE asks the
- * shell to pause reading that side for relay_rate_wait_ms(). */
+ * not charged), else they pass and are charged in full (a bucket may go into
+ * debt), and RELAY_RATE asks the shell to pause reading that side for
+ * relay_rate_wait_ms(). */
 int relay_charge_tcp(relay *r, relay_session *s, size_t n, uint64_t now);
-/* After RELAY_RATE: ms until n bytes could pass (at least 1). */
+/* After RELAY_RATE: ms until the session and global buckets hold n bytes
+ * again (any debt paid back first); at least 1. */
 uint32_t relay_rate_wait_ms(const relay *r, const relay_session *s, size_t n, uint64_t now);
 
 /* RelayOpen for session id from `role` (Punchline__Role) with mac: the

@@ -163,6 +163,7 @@ server *server_new(struct ev_loop *loop, const server_config *cfg, char *err, si
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    srv_random_bytes(s->bind_key, sizeof(s->bind_key));
     if (!s->cfg.relay_off) {
         s->relay = relay_new(&s->cfg.relay, time_now_ms());
         if (!s->relay) {

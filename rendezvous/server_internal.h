@@ -39,6 +39,7 @@ struct server {
     server_config cfg;
     registry *reg;
     relay *relay;                /* NULL when relaying is off */
+    uint8_t bind_key[32];        /* random: UdpBind return-routability cookies */
     int tcp_fd, udp_fd;
     ev_io accept_w, udp_w;
     ev_timer tick;               /* expiry, registration deadlines */

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "crypto.h"
 #include "stun.h"
 #include "timeutil.h"
 
@@ -40,6 +41,67 @@ static void handle_stun(server *s, const uint8_t *buf, size_t len, const netaddr
     /* the same 3x amplification bound as our own replies */
     if (n && n <= 3 * len)
         sendto(s->udp_fd, out, n, 0, &from->u.sa, from->len);
+}
+
+/* Stateless return-routability cookie for (token, address): first 8 bytes
+ * of HMAC-SHA256(server key, token || family || ip || port), never 0. */
+static uint64_t bind_cookie(const server *s, uint64_t token, const netaddr *a)
+{
+    uint8_t m[8 + 1 + 16 + 2], mac[8];
+    size_t n = 0;
+    for (int i = 0; i < 8; i++)
+        m[n++] = (uint8_t)(token >> (56 - 8 * i));
+    if (a->u.sa.sa_family == AF_INET) {
+        m[n++] = 4;
+        memcpy(m + n, &a->u.in4.sin_addr, 4), n += 4;
+        memcpy(m + n, &a->u.in4.sin_port, 2), n += 2;
+    } else {
+        m[n++] = 6;
+        memcpy(m + n, &a->u.in6.sin6_addr, 16), n += 16;
+        memcpy(m + n, &a->u.in6.sin6_port, 2), n += 2;
+    }
+    crypto_hmac_sha256(s->bind_key, sizeof(s->bind_key), m, n, mac, sizeof(mac));
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | mac[i];
+    return v ? v : 1;
+}
+
+/* UdpBind: the peer's server-reflexive UDP endpoint.  An address is taken
+ * (and relayed traffic follows it) only after it proved it receives: the
+ * first UdpBind from a new address gets UdpBound with a challenge, and only
+ * a UdpBind echoing it from that address binds (docs/PROTOCOL.md 3). */
+static void handle_udp_bind(server *s, const Punchline__UdpBind *m, const netaddr *from,
+                            size_t req_len)
+{
+    reg_peer *p = registry_find_token(s->reg, m->udp_token);
+    if (!p)
+        return;
+    uint8_t ipbuf[16];
+    Punchline__Endpoint ep;
+    netaddr_to_endpoint(from, &ep, ipbuf);
+    Punchline__UdpBound ub = PUNCHLINE__UDP_BOUND__INIT;
+    ub.observed_udp = &ep;
+    Punchline__Envelope r = PUNCHLINE__ENVELOPE__INIT;
+    r.body_case = PUNCHLINE__ENVELOPE__BODY_UDP_BOUND;
+    r.udp_bound = &ub;
+    bool known = p->observed_udp.len && netaddr_equal(&p->observed_udp, from);
+    if (!known) {
+        uint64_t cookie = bind_cookie(s, m->udp_token, from);
+        if (m->challenge != cookie) {
+            ub.challenge = cookie; /* prove you receive here first */
+            udp_reply(s, from, &r, req_len);
+            return;
+        }
+        char as[NETADDR_STRLEN];
+        netaddr_format(from, as, sizeof(as));
+        srv_log(s, SRV_LOG_INFO, "peer %s UDP endpoint %s", p->name, as);
+        if (s->relay && p->observed_udp.len)
+            relay_rebind(s->relay, &p->observed_udp, from); /* NAT rebinding */
+        p->observed_udp = *from;
+    }
+    registry_touch(p, time_now_ms());
+    udp_reply(s, from, &r, req_len);
 }
 
 /* Returns the relay destination when buf is a relayed datagram to forward
@@ -77,29 +139,8 @@ static const netaddr *handle_datagram(server *s, const uint8_t *buf, size_t len,
     }
     if (rc != WIRE_OK)
         return NULL;
-    if (env->body_case == PUNCHLINE__ENVELOPE__BODY_UDP_BIND) {
-        reg_peer *p = registry_find_token(s->reg, env->udp_bind->udp_token);
-        if (p) {
-            if (!netaddr_equal(&p->observed_udp, from)) {
-                char as[NETADDR_STRLEN];
-                netaddr_format(from, as, sizeof(as));
-                srv_log(s, SRV_LOG_INFO, "peer %s UDP endpoint %s", p->name, as);
-                if (s->relay && p->observed_udp.len)
-                    relay_rebind(s->relay, &p->observed_udp, from); /* NAT rebinding */
-            }
-            p->observed_udp = *from;
-            registry_touch(p, time_now_ms());
-            uint8_t ipbuf[16];
-            Punchline__Endpoint ep;
-            netaddr_to_endpoint(from, &ep, ipbuf);
-            Punchline__UdpBound ub = PUNCHLINE__UDP_BOUND__INIT;
-            ub.observed_udp = &ep;
-            Punchline__Envelope r = PUNCHLINE__ENVELOPE__INIT;
-            r.body_case = PUNCHLINE__ENVELOPE__BODY_UDP_BOUND;
-            r.udp_bound = &ub;
-            udp_reply(s, from, &r, len);
-        }
-    }
+    if (env->body_case == PUNCHLINE__ENVELOPE__BODY_UDP_BIND)
+        handle_udp_bind(s, env->udp_bind, from, len);
     wire_free(env);
     return NULL;
 }
@@ -147,9 +188,13 @@ void srv_udp_readable(struct ev_loop *loop, ev_io *w, int revents)
         }
         for (int off = 0; off < nf;) {
             int m = sendmmsg(s->udp_fd, fwd + off, (unsigned)(nf - off), MSG_DONTWAIT);
-            if (m <= 0)
+            if (m > 0) {
+                off += m;
+            } else if (m < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
                 break; /* socket buffer full: dropped, like any UDP router */
-            off += m;
+            } else {
+                off++; /* this destination failed (unreachable, filtered): skip it */
+            }
         }
         if (n < BATCH)
             return;

@@ -333,7 +333,7 @@ chat_dump_logs() {
 chat_finish() {
     local rc=$? pid fd
     trap - EXIT INT TERM HUP PIPE
-    if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] && [ "${CHAT_NO_DUMP:-0}" != 1 ]; then
         chat_dump_logs
         if declare -F natlab_dump >/dev/null && [ -n "${NATLAB_PREFIX:-}" ]; then
             natlab_dump || true

@@ -136,13 +136,12 @@ static Punchline__RegisterResult *do_register(int fd, const char *name, Punchlin
 }
 
 /* Bind the UDP side of a registration; returns the UDP socket. */
-static int udp_bind(uint64_t token, netaddr *observed)
+/* Send UdpBind{token, challenge} from u; return the UdpBound (caller frees). */
+static Punchline__Envelope *udp_bind_once(int u, uint64_t token, uint64_t challenge)
 {
-    int u = socket(AF_INET, SOCK_DGRAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_eq(bind(u, (struct sockaddr *)&a, sizeof(a)), 0);
     Punchline__UdpBind ub = PUNCHLINE__UDP_BIND__INIT;
     ub.udp_token = token;
+    ub.challenge = challenge;
     Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
     env.body_case = PUNCHLINE__ENVELOPE__BODY_UDP_BIND;
     env.udp_bind = &ub;
@@ -155,7 +154,28 @@ static int udp_bind(uint64_t token, netaddr *observed)
     Punchline__Envelope *rep = NULL;
     cr_assert_eq(wire_decode_udp(in, (size_t)r, &rep, NULL), WIRE_OK);
     cr_assert_eq(rep->body_case, PUNCHLINE__ENVELOPE__BODY_UDP_BOUND);
+    cr_assert_leq((size_t)r, 3 * (size_t)n, "UdpBound larger than 3x its request");
+    return rep;
+}
+
+/* A UDP socket bound at the server for token: the first UdpBind gets a
+ * challenge, the echo binds (PROTOCOL.md 3). */
+static int udp_bind(uint64_t token, netaddr *observed)
+{
+    int u = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(u, (struct sockaddr *)&a, sizeof(a)), 0);
+    Punchline__Envelope *rep = udp_bind_once(u, token, 0);
+    uint64_t ch = rep->udp_bound->challenge;
+    cr_assert_neq(ch, 0, "a new address must get a challenge first");
+    wire_free(rep);
+    rep = udp_bind_once(u, token, ch);
+    cr_assert_eq(rep->udp_bound->challenge, 0, "the echoed challenge binds");
     cr_assert_eq(netaddr_from_endpoint(rep->udp_bound->observed_udp, observed), 0);
+    wire_free(rep);
+    /* bound: a plain refresh from the same address needs no challenge */
+    rep = udp_bind_once(u, token, 0);
+    cr_assert_eq(rep->udp_bound->challenge, 0);
     wire_free(rep);
     return u;
 }
@@ -453,6 +473,7 @@ typedef struct pair {
     uint64_t sid;
     uint8_t secret[WIRE_SECRET_LEN];
     size_t relay_udp, relay_tcp; /* RELAY candidates alice got */
+    uint64_t token_b;            /* bob's udp_token */
 } pair;
 
 /* alice and bob register (bob optionally without UDP) and alice connects. */
@@ -465,6 +486,7 @@ static void make_pair(pair *p, bool bob_udp, Punchline__Transport tr)
     Punchline__RegisterResult *rb = do_register(p->b, "bob", &kb);
     p->ua = udp_bind(ra->udp_token, &p->oa);
     p->ub = bob_udp ? udp_bind(rb->udp_token, &p->ob) : -1;
+    p->token_b = rb->udp_token;
     wire_free(ka);
     wire_free(kb);
     send_connect_tr(p->a, "bob", 9, tr);
@@ -710,4 +732,30 @@ Test(rendezvous, udp_or_tcp_only_sessions_get_no_relay)
             usleep(1000);
         }
     }
+}
+
+/* A UdpBind with bob's token from another address (spoofed, or an attacker
+ * that learned the token) only gets a challenge there: bob's relayed traffic
+ * keeps going to bob.  A wrong echo binds nothing either. */
+Test(rendezvous, udp_bind_from_another_address_needs_the_challenge)
+{
+    pair p;
+    make_pair(&p, true, PUNCHLINE__TRANSPORT__TRANSPORT_UNKNOWN);
+    int x = socket(AF_INET, SOCK_DGRAM, 0);
+    /* x claims bob's token without the challenge, then with a wrong one */
+    Punchline__Envelope *r1 = udp_bind_once(x, p.token_b, 0);
+    cr_assert_neq(r1->udp_bound->challenge, 0);
+    Punchline__Envelope *r2 = udp_bind_once(x, p.token_b, r1->udp_bound->challenge ^ 1);
+    cr_assert_neq(r2->udp_bound->challenge, 0, "a wrong echo does not bind");
+    wire_free(r1);
+    wire_free(r2);
+    /* bob's binding is unchanged: a refresh from his socket needs no challenge */
+    Punchline__Envelope *r3 = udp_bind_once(p.ub, p.token_b, 0);
+    cr_assert_eq(r3->udp_bound->challenge, 0, "bob's address was moved");
+    wire_free(r3);
+    /* and the relay still forwards between alice and bob's real sockets */
+    send_relayed(p.ua, p.sid, "still to bob");
+    expect_relayed(p.ub, p.sid, "still to bob");
+    close(x);
+    free_pair(&p);
 }

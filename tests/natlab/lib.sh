@@ -132,19 +132,23 @@ _natlab_first_ip() {
     printf '%s.%s.%s.%s\n' "$a" "$b" "$c" "$d"
 }
 
-# natlab_add_router NAME WAN_IP LAN_CIDR TYPE
+# natlab_add_router NAME WAN_IP LAN_CIDR TYPE [UPSTREAM]
 #   NAME     node name (<= 13 chars: interface names are derived from it)
 #   WAN_IP   public address on the internet bridge, e.g. 203.0.113.11
 #   LAN_CIDR inside network, e.g. 10.0.1.0/24 (router takes .1)
 #   TYPE     NAT behaviour; one of the _natlab_rules_<type> functions below
-# Interfaces inside the router: "wan" (veth to the internet bridge) and "lan"
-# (a bridge that natlab_add_host plugs hosts into).
+#   UPSTREAM optional: a router whose LAN this router's WAN plugs into instead
+#            of the internet (double NAT: a home NAT behind a carrier NAT in
+#            100.64.0.0/10); WAN_IP is then an address of UPSTREAM's LAN
+# Interfaces inside the router: "wan" (veth to the internet bridge, or to
+# UPSTREAM's lan bridge) and "lan" (a bridge that natlab_add_host plugs hosts
+# into).
 natlab_add_router() {
-    if [ $# -ne 4 ]; then
-        _natlab_err "usage: natlab_add_router NAME WAN_IP LAN_CIDR TYPE"
+    if [ $# -lt 4 ] || [ $# -gt 5 ]; then
+        _natlab_err "usage: natlab_add_router NAME WAN_IP LAN_CIDR TYPE [UPSTREAM]"
         return 1
     fi
-    local name=$1 wan_ip=${2%/*} lan_cidr=$3 type=$4
+    local name=$1 wan_ip=${2%/*} lan_cidr=$3 type=$4 up=${5:-}
     local rules_fn="_natlab_rules_${type//-/_}"
     if ! declare -F "$rules_fn" >/dev/null; then
         _natlab_err "unknown NAT type '$type' (no function $rules_fn)"
@@ -163,17 +167,30 @@ natlab_add_router() {
         return 1
     fi
 
+    local up_ns=$inet up_br=br0 up_plen=$NATLAB_INET_PLEN up_gw=$NATLAB_INET_IP
+    if [ -n "$up" ]; then
+        if [ -z "${NATLAB_LAN_IP[$up]:-}" ]; then
+            _natlab_err "unknown upstream router '$up'"
+            return 1
+        fi
+        up_ns=$(natlab_ns "$up")
+        up_br=lan
+        up_plen=${NATLAB_LAN_PLEN[$up]}
+        up_gw=${NATLAB_LAN_IP[$up]}
+    fi
+
     _natlab_new_ns "$name" || return 1
-    # WAN: veth "wan" in the router, "r-NAME" enslaved to the internet bridge.
-    _natlab_run ip -n "$ns" link add name wan type veth peer name "r-$name" netns "$inet" || return 1
-    _natlab_run ip -n "$inet" link set "r-$name" master br0 || return 1
-    _natlab_run ip -n "$inet" link set "r-$name" up || return 1
-    _natlab_run ip -n "$ns" addr add "$wan_ip/$NATLAB_INET_PLEN" dev wan || return 1
+    # WAN: veth "wan" in the router, "r-NAME" enslaved to the internet bridge
+    # (or to the upstream router's LAN bridge).
+    _natlab_run ip -n "$ns" link add name wan type veth peer name "r-$name" netns "$up_ns" || return 1
+    _natlab_run ip -n "$up_ns" link set "r-$name" master "$up_br" || return 1
+    _natlab_run ip -n "$up_ns" link set "r-$name" up || return 1
+    _natlab_run ip -n "$ns" addr add "$wan_ip/$up_plen" dev wan || return 1
     _natlab_run ip -n "$ns" link set wan up || return 1
     # LAN: a bridge so several hosts can share the router.
     _natlab_new_bridge "$ns" lan || return 1
     _natlab_run ip -n "$ns" addr add "$lan_ip/$plen" dev lan || return 1
-    _natlab_run ip -n "$ns" route add default via "$NATLAB_INET_IP" || return 1
+    _natlab_run ip -n "$ns" route add default via "$up_gw" || return 1
     _natlab_run ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1 || return 1
 
     # Load NAT rules first: NATLAB.md notes `nft flush ruleset` also wipes
@@ -332,6 +349,53 @@ table ip nat {
 }
 EOF
         _natlab_filter_rules "$wan" "$lan"
+    } | ip netns exec "$ns" nft -f -
+}
+
+# Full cone (EIM + EIF, UDP): after masquerade, the "learn" chain records
+# mapped port -> inside address.port; any inbound UDP packet to a mapped port
+# is DNATed to that inside endpoint, whoever sends it. TCP keeps
+# port-restricted behaviour. (Recipe from shared/NATLAB.md, verified there
+# with turnutils_natdiscovery.)
+_natlab_rules_full_cone() {
+    _natlab_rules_cone "$1" "$2" "$3" full
+}
+
+# Address-restricted cone (EIM + ADF, UDP): like full cone, but inbound is
+# DNATed only from a remote address the inside endpoint has sent to (any
+# port of that address).
+_natlab_rules_address_restricted() {
+    _natlab_rules_cone "$1" "$2" "$3" address
+}
+
+_natlab_rules_cone() {
+    local ns=$1 wan=$2 lan=$3 kind=$4 match="" learn_ard="" ard_set=""
+    if [ "$kind" = address ]; then
+        ard_set="set ard { type ipv4_addr . inet_service; flags dynamic,timeout; timeout 120s; }"
+        learn_ard="oifname \"$wan\" meta l4proto udp update @ard { ip daddr . udp sport }"
+        match="ip saddr . udp dport @ard"
+    fi
+    {
+        cat <<EOF
+table ip nat {
+    map fc { type inet_service : ipv4_addr . inet_service; flags dynamic,timeout; timeout 120s; }
+    $ard_set
+    chain pre {
+        type nat hook prerouting priority dstnat;
+        iifname "$wan" meta l4proto udp $match dnat ip to udp dport map @fc
+    }
+    chain post {
+        type nat hook postrouting priority srcnat;
+        oifname "$wan" masquerade
+    }
+    chain learn {
+        type filter hook postrouting priority srcnat + 10;
+        oifname "$wan" meta l4proto udp update @fc { udp sport : ct original ip saddr . ct original proto-src }
+        $learn_ard
+    }
+}
+EOF
+        _natlab_filter_rules "$wan" "$lan" "ct status dnat accept"
     } | ip netns exec "$ns" nft -f -
 }
 

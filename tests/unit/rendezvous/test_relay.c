@@ -417,11 +417,11 @@ Test(relay, charge_tcp_rate_charges_and_asks_to_wait)
     cr_assert_eq(st->tcp_rate_pauses, 1);
     cr_assert_eq(st->drop_rate, 0, "nothing was dropped");
 
+    /* 1000 bytes of debt, then 65536 bytes of tokens at 100000 B/s */
     uint32_t w = relay_rate_wait_ms(r, s, 65536, T0);
-    cr_assert_geq(w, 1);
-    cr_assert_eq(w, 656, "65536 bytes at 100000 B/s, rounded up");
-    cr_assert_geq(relay_rate_wait_ms(r, s, 1, T0), 1);
-    cr_assert_eq(relay_charge_tcp(r, s, 65536, T0 + w - 1), RELAY_RATE, "one ms early");
+    cr_assert_eq(w, 666, "(1000 + 65536) bytes at 100000 B/s, rounded up");
+    cr_assert_eq(relay_rate_wait_ms(r, s, 1, T0), 11, "the debt is paid back first");
+    cr_assert_eq(relay_charge_tcp(r, s, 65536, T0 + w - 2), RELAY_RATE, "early");
     cr_assert_eq(st->tcp_rate_pauses, 2);
 
     /* unlimited: never RATE, wait is still at least 1 */
@@ -485,4 +485,50 @@ Test(relay, format_stats)
     relay_format_stats(r, small, sizeof(small));
     cr_assert_eq(strlen(small), sizeof(small) - 1, "truncated, NUL-terminated");
     relay_free(r);
+}
+
+/* A sender that always has data gets the configured rate, not twice it:
+ * the shell's loop (read a 64 KiB chunk, charge it, pause for
+ * relay_rate_wait_ms when asked) over 10 simulated seconds, for one
+ * session with a session rate and for 50 sessions under a global rate. */
+static uint64_t simulate_tcp(relay *r, relay_session **ss, int n, uint64_t secs)
+{
+    uint64_t resume[64] = {0}, moved = 0;
+    for (uint64_t now = T0; now < T0 + secs * 1000; now++) {
+        for (int i = 0; i < n; i++) {
+            if (now < resume[i])
+                continue;
+            moved += 65536;
+            if (relay_charge_tcp(r, ss[i], 65536, now) == RELAY_RATE)
+                resume[i] = now + relay_rate_wait_ms(r, ss[i], 65536, now);
+        }
+    }
+    return moved;
+}
+
+Test(relay, tcp_rates_hold_for_a_greedy_sender)
+{
+    relay *r = new_relay(0, 0, 1 << 20, 0, 0, T0);
+    netaddr a = addr("203.0.113.1:6000"), b = addr("198.51.100.2:8000");
+    relay_session *s = pair(r, SID, &a, &b, T0);
+    uint64_t moved = simulate_tcp(r, &s, 1, 10);
+    /* 10 s at 1 MiB/s plus the initial burst (one bucket, 256 KiB) and
+     * one chunk of slack */
+    cr_assert_leq(moved, 10 * (1 << 20) + (256 << 10) + 65536, "moved %llu bytes", (unsigned long long)moved);
+    cr_assert_geq(moved, 9 * (1 << 20), "moved %llu bytes", (unsigned long long)moved);
+    relay_free(r);
+
+    relay *g = new_relay(100, 0, 0, 1 << 20, 0, T0);
+    relay_session *many[50];
+    for (int i = 0; i < 50; i++) {
+        char as[32];
+        snprintf(as, sizeof(as), "203.0.113.1:%d", 10000 + i);
+        netaddr x = addr(as), y = addr("198.51.100.2:8000");
+        many[i] = pair(g, SID + 1 + (uint64_t)i, &x, &y, T0);
+    }
+    moved = simulate_tcp(g, many, 50, 10);
+    /* the global cap holds for all 50 together; the first chunk of each
+     * session may go out before the debt stops them */
+    cr_assert_leq(moved, 10 * (1 << 20) + 50 * 65536 + (256 << 10), "moved %llu bytes", (unsigned long long)moved);
+    relay_free(g);
 }
