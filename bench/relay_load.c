@@ -26,122 +26,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "addr.h"
-#include "frame.h"
+#include "bench_peer.h"
 #include "timeutil.h"
-#include "wire.h"
 
 #define BATCH 64
 
 static netaddr srv;
 
-static void die(const char *what)
-{
-    fprintf(stderr, "punchline-relay-load: %s%s%s\n", what, errno ? ": " : "",
-            errno ? strerror(errno) : "");
-    exit(1);
-}
-
-static void send_frame(int fd, Punchline__Envelope *env)
-{
-    uint8_t buf[FRAME_HEADER + FRAME_MAX];
-    int n = wire_encode(env, buf + FRAME_HEADER, FRAME_MAX);
-    if (n < 0)
-        die("encode");
-    frame_put_header(buf, (uint32_t)n);
-    if (send(fd, buf, (size_t)n + FRAME_HEADER, MSG_NOSIGNAL) != n + FRAME_HEADER)
-        die("send");
-}
-
-/* Blocking read of the next envelope on a control connection. */
-static Punchline__Envelope *recv_frame(int fd, frame_reader *fr)
-{
-    for (;;) {
-        uint8_t b;
-        ssize_t n = recv(fd, &b, 1, 0);
-        if (n <= 0)
-            die("control connection closed");
-        size_t used;
-        int st = frame_reader_feed(fr, &b, 1, &used);
-        if (st < 0)
-            die("bad frame");
-        if (st == FRAME_READY) {
-            Punchline__Envelope *env = NULL;
-            if (wire_decode(fr->buf, fr->len, &env, NULL) != WIRE_OK)
-                die("bad message");
-            frame_reader_next(fr);
-            return env;
-        }
-    }
-}
-
-static Punchline__Envelope *expect(int fd, frame_reader *fr, int body)
-{
-    Punchline__Envelope *e = recv_frame(fd, fr);
-    if ((int)e->body_case != body) {
-        errno = 0;
-        fprintf(stderr, "got %s\n", wire_body_name(e));
-        die("unexpected message from the rendezvous");
-    }
-    return e;
-}
-
-typedef struct peer {
-    int tcp, udp;
-    frame_reader fr;
-} peer;
-
-static void peer_register(peer *p, const char *name)
-{
-    p->tcp = socket(AF_INET, SOCK_STREAM, 0);
-    if (p->tcp < 0 || connect(p->tcp, &srv.u.sa, srv.len) < 0)
-        die("connect to the rendezvous");
-    frame_reader_init(&p->fr);
-    Punchline__Register reg = PUNCHLINE__REGISTER__INIT;
-    reg.name = (char *)name;
-    reg.client_version = "punchline-relay-load";
-    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
-    env.body_case = PUNCHLINE__ENVELOPE__BODY_REGISTER;
-    env.register_ = &reg;
-    send_frame(p->tcp, &env);
-    Punchline__Envelope *rr = expect(p->tcp, &p->fr, PUNCHLINE__ENVELOPE__BODY_REGISTER_RESULT);
-    uint64_t token = rr->register_result->udp_token;
-    wire_free(rr);
-
-    p->udp = socket(AF_INET, SOCK_DGRAM, 0);
-    int big = 4 << 20;
-    setsockopt(p->udp, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
-    setsockopt(p->udp, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
-    Punchline__UdpBind ub = PUNCHLINE__UDP_BIND__INIT;
-    ub.udp_token = token;
-    env.body_case = PUNCHLINE__ENVELOPE__BODY_UDP_BIND;
-    env.udp_bind = &ub;
-    /* UdpBind until a UdpBound without a challenge (echo the challenge) */
-    for (int tries = 0;; tries++) {
-        if (tries == 20)
-            die("no UdpBound");
-        uint8_t buf[64];
-        int n = wire_encode_udp(&env, buf, sizeof(buf));
-        sendto(p->udp, buf, (size_t)n, 0, &srv.u.sa, srv.len);
-        struct pollfd pf = {.fd = p->udp, .events = POLLIN};
-        if (poll(&pf, 1, 200) <= 0)
-            continue;
-        uint8_t in[WIRE_UDP_MAX];
-        ssize_t r = recv(p->udp, in, sizeof(in), 0);
-        Punchline__Envelope *rep = NULL;
-        if (r <= 0 || wire_decode_udp(in, (size_t)r, &rep, NULL) != WIRE_OK)
-            continue;
-        uint64_t ch = rep->body_case == PUNCHLINE__ENVELOPE__BODY_UDP_BOUND ? rep->udp_bound->challenge : 0;
-        bool bound = rep->body_case == PUNCHLINE__ENVELOPE__BODY_UDP_BOUND && !ch;
-        wire_free(rep);
-        if (bound)
-            break;
-        ub.challenge = ch;
-    }
-}
-
 int main(int argc, char **argv)
 {
+    bench_prog = "punchline-relay-load";
     if (argc < 3 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fprintf(argc < 3 ? stderr : stdout,
                 "Usage: punchline-relay-load HOST:PORT SECONDS [PAYLOAD_BYTES] [WINDOW] [PPS]\n"
@@ -164,9 +58,9 @@ int main(int argc, char **argv)
     char na[32], nb[32];
     snprintf(na, sizeof(na), "load-a-%d", (int)getpid());
     snprintf(nb, sizeof(nb), "load-b-%d", (int)getpid());
-    peer a, b;
-    peer_register(&a, na);
-    peer_register(&b, nb);
+    bench_peer a, b;
+    bench_register(&a, &srv, na);
+    bench_register(&b, &srv, nb);
 
     Punchline__ConnectRequest cr = PUNCHLINE__CONNECT_REQUEST__INIT;
     cr.peer_name = nb;
@@ -175,9 +69,9 @@ int main(int argc, char **argv)
     Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
     env.body_case = PUNCHLINE__ENVELOPE__BODY_CONNECT_REQUEST;
     env.connect_request = &cr;
-    send_frame(a.tcp, &env);
-    wire_free(expect(a.tcp, &a.fr, PUNCHLINE__ENVELOPE__BODY_CANDIDATES));
-    Punchline__Envelope *ps = expect(a.tcp, &a.fr, PUNCHLINE__ENVELOPE__BODY_PUNCH_START);
+    bench_send_frame(a.tcp, &env);
+    wire_free(bench_expect(a.tcp, &a.fr, PUNCHLINE__ENVELOPE__BODY_CANDIDATES));
+    Punchline__Envelope *ps = bench_expect(a.tcp, &a.fr, PUNCHLINE__ENVELOPE__BODY_PUNCH_START);
     uint64_t sid = ps->punch_start->session_id;
     wire_free(ps);
 

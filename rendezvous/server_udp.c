@@ -27,20 +27,21 @@ static void udp_reply(server *s, const netaddr *to, Punchline__Envelope *env, si
  * address here.  Not STUN, a wrong FINGERPRINT, indications, responses and
  * other methods are dropped silently; unknown comprehension-required
  * attributes get 420 (s6.3.1). */
-static void handle_stun(server *s, const uint8_t *buf, size_t len, const netaddr *from)
+/* Writes the answer into out (STUN_REPLY_MAX bytes); returns its length, 0
+ * for none. */
+#define STUN_REPLY_MAX 256
+static size_t handle_stun(const uint8_t *buf, size_t len, const netaddr *from, uint8_t *out)
 {
     stun_msg req;
-    uint8_t out[256];
     size_t n = 0;
     if (stun_parse(buf, len, &req) != STUN_OK || req.type != STUN_BINDING_REQUEST)
-        return;
+        return 0;
     if (req.n_unknown)
-        n = stun_binding_error(&req, 420, "Unknown Attribute", out, sizeof(out));
+        n = stun_binding_error(&req, 420, "Unknown Attribute", out, STUN_REPLY_MAX);
     else
-        n = stun_binding_success(&req, from, out, sizeof(out));
+        n = stun_binding_success(&req, from, out, STUN_REPLY_MAX);
     /* the same 3x amplification bound as our own replies */
-    if (n && n <= 3 * len)
-        sendto(s->udp_fd, out, n, 0, &from->u.sa, from->len);
+    return n && n <= 3 * len ? n : 0;
 }
 
 /* Stateless return-routability cookie for (token, address): first 8 bytes
@@ -104,26 +105,40 @@ static void handle_udp_bind(server *s, const Punchline__UdpBind *m, const netadd
     udp_reply(s, from, &r, req_len);
 }
 
-/* Returns the relay destination when buf is a relayed datagram to forward
- * (the caller batches those), else handles it and returns NULL. */
-static const netaddr *handle_datagram(server *s, const uint8_t *buf, size_t len,
-                                      const netaddr *from, uint64_t now)
+/* What the batch loop sends for one received datagram. */
+typedef struct udp_out {
+    const netaddr *to;         /* NULL: nothing (or already answered) */
+    const uint8_t *buf;
+    size_t len;
+} udp_out;
+
+/* Handles one datagram.  Relayed datagrams (forwarded unchanged) and STUN
+ * answers (written into reply) come back in *o for the caller to batch;
+ * anything else is answered here. */
+static void handle_datagram(server *s, const uint8_t *buf, size_t len, const netaddr *from,
+                            uint64_t now, uint8_t *reply, udp_out *o)
 {
+    o->to = NULL;
     int cls = wire_classify(buf, len);
     if (cls == WIRE_CLASS_RELAY) {
         /* Forwarded unchanged, only between the two endpoints of a paired
          * session (relay.h); everything else is dropped and counted. */
         uint64_t sid;
-        if (s->relay && wire_relay_session(buf, len, &sid))
-            return relay_route_udp(s->relay, sid, from, len, now);
-        return NULL;
+        if (s->relay && wire_relay_session(buf, len, &sid)) {
+            o->to = relay_route_udp(s->relay, sid, from, len, now);
+            o->buf = buf;
+            o->len = len;
+        }
+        return;
     }
     if (cls == WIRE_CLASS_STUN) {
-        handle_stun(s, buf, len, from);
-        return NULL;
+        o->len = handle_stun(buf, len, from, reply);
+        o->to = o->len ? from : NULL;
+        o->buf = reply;
+        return;
     }
     if (cls != WIRE_CLASS_PUNCHLINE)
-        return NULL;
+        return;
     Punchline__Envelope *env = NULL;
     uint32_t version = 0;
     int rc = wire_decode_udp(buf, len, &env, &version);
@@ -135,26 +150,26 @@ static const netaddr *handle_datagram(server *s, const uint8_t *buf, size_t len,
         r.body_case = PUNCHLINE__ENVELOPE__BODY_ERROR;
         r.error = &err;
         udp_reply(s, from, &r, len);
-        return NULL;
+        return;
     }
     if (rc != WIRE_OK)
-        return NULL;
+        return;
     if (env->body_case == PUNCHLINE__ENVELOPE__BODY_UDP_BIND)
         handle_udp_bind(s, env->udp_bind, from, len);
     wire_free(env);
-    return NULL;
 }
 
 /* Up to 8 batches of BATCH datagrams per wake-up: recvmmsg in, and the
- * relayed ones out again with one sendmmsg (in place: a relayed datagram is
- * forwarded unchanged).  Other replies go out one by one as they are made. */
+ * relayed ones (forwarded unchanged, from the receive buffer) and STUN
+ * answers out again with one sendmmsg.  Other replies go out one by one as
+ * they are made. */
 #define BATCH 32
 #define DGRAM_MAX (WIRE_UDP_MAX + WIRE_RELAY_HDR)
 
 void srv_udp_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
     server *s = w->data;
-    static uint8_t bufs[BATCH][DGRAM_MAX + 1];
+    static uint8_t bufs[BATCH][DGRAM_MAX + 1], replies[BATCH][STUN_REPLY_MAX];
     struct sockaddr_storage ss[BATCH];
     struct iovec iov[BATCH], fiov[BATCH];
     struct mmsghdr in[BATCH], fwd[BATCH];
@@ -176,11 +191,12 @@ void srv_udp_readable(struct ev_loop *loop, ev_io *w, int revents)
                 continue; /* oversized: not ours */
             netaddr from;
             netaddr_from_sockaddr(&from, (struct sockaddr *)&ss[i], in[i].msg_hdr.msg_namelen);
-            const netaddr *dst = handle_datagram(s, bufs[i], len, &from, now);
-            if (!dst)
+            udp_out o;
+            handle_datagram(s, bufs[i], len, &from, now, replies[i], &o);
+            if (!o.to)
                 continue;
-            to[nf] = *dst;
-            fiov[nf] = (struct iovec){.iov_base = bufs[i], .iov_len = len};
+            to[nf] = *o.to;
+            fiov[nf] = (struct iovec){.iov_base = (void *)o.buf, .iov_len = o.len};
             fwd[nf] = (struct mmsghdr){.msg_hdr = {.msg_name = &to[nf].u.sa,
                                                     .msg_namelen = to[nf].len,
                                                     .msg_iov = &fiov[nf], .msg_iovlen = 1}};
