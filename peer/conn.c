@@ -402,17 +402,18 @@ static void choose_path(pl_conn *c)
 {
     pathsel_view v;
     view(c, &v);
+    if (c->state == CONN_LINGER && c->active != PL_PATH_NONE && !v.up[c->active]) {
+        /* Both directions are finished and acknowledged: the peer closing
+         * its end of a TCP path during our linger is the normal end, not a
+         * reason to move to another path. */
+        conn_finish(c, 0, NULL);
+        return;
+    }
     bool controlling = c->pu.cfg.controlling;
     int want = pathsel_choose(&v, c->active, controlling, c->first_nominated);
     if (want != PL_PATH_NONE) {
         if (want != c->active)
             activate(c, want);
-        return;
-    }
-    if (c->active != PL_PATH_NONE && c->state == CONN_LINGER) {
-        /* Both directions are finished and acknowledged: the peer closing
-         * its end of a TCP path during our linger is the normal end. */
-        conn_finish(c, 0, NULL);
         return;
     }
     if (!pathsel_all_over(&v))
