@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "bench_peer.h"
+#include "identity.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -69,9 +70,24 @@ void bench_register(bench_peer *p, const netaddr *srv, const char *name)
     if (p->tcp < 0 || connect(p->tcp, &srv->u.sa, srv->len) < 0)
         bench_die("connect to the rendezvous");
     frame_reader_init(&p->fr);
+    /* One key for every bench peer: a key may hold any number of names. */
+    static identity *key;
+    if (!key && !(key = identity_ephemeral()))
+        bench_die("identity key");
+    Punchline__Envelope *hello = bench_expect(p->tcp, &p->fr, PUNCHLINE__ENVELOPE__BODY_SERVER_HELLO);
+    uint8_t msg[sizeof(REGISTER_SIG_LABEL) + WIRE_NONCE_LEN + 64], sig[ID_SIG_MAX];
+    size_t ml = wire_register_sig_input(hello->server_hello->nonce.data, name, msg, sizeof(msg));
+    size_t sl = 0, pl = 0;
+    wire_free(hello);
+    if (!ml || identity_sign(key, msg, ml, sig, &sl) != 0)
+        bench_die("signing the registration");
     Punchline__Register reg = PUNCHLINE__REGISTER__INIT;
     reg.name = (char *)name;
     reg.client_version = "punchline-relay-load";
+    reg.public_key.data = (uint8_t *)identity_pub(key, &pl);
+    reg.public_key.len = pl;
+    reg.signature.data = sig;
+    reg.signature.len = sl;
     Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
     env.body_case = PUNCHLINE__ENVELOPE__BODY_REGISTER;
     env.register_ = &reg;

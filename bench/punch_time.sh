@@ -39,6 +39,7 @@ if ! natlab_init; then
     exit 77
 fi
 work=$(mktemp -d)
+export XDG_CONFIG_HOME="$work/config"  # identity keys stay in the scratch dir
 cleanup() { natlab_cleanup; rm -rf "$work"; }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -83,7 +84,7 @@ one_run() {
     apid=$!
     wait "$apid" 2>/dev/null || true
     wait "$bpid" 2>/dev/null || true
-    ms=$(sed -n 's/.*connected to [^ ]* via direct-[a-z]* .*; \([0-9]*\) ms after punch start).*/\1/p' "$work/$a.err" | head -n1)
+    ms=$(sed -n 's/.*path up to [^ ]* via direct-[a-z]* .*; \([0-9]*\) ms after punch start).*/\1/p' "$work/$a.err" | head -n1)
     echo "${ms:-fail}"
 }
 

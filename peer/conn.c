@@ -28,6 +28,7 @@ int conn_error_from_wire(int code)
     case PUNCHLINE__ERROR_CODE__SERVER_FULL: return PL_ERR_SERVER_FULL;
     case PUNCHLINE__ERROR_CODE__UNSUPPORTED: return PL_ERR_UNSUPPORTED;
     case PUNCHLINE__ERROR_CODE__PEER_NOT_READY: return PL_ERR_UNKNOWN_PEER;
+    case PUNCHLINE__ERROR_CODE__AUTH_FAILED: return PL_ERR_ACCESS;
     default: return PL_ERR_PROTOCOL;
     }
 }
@@ -101,6 +102,7 @@ void conn_destroy(pl_conn *c)
     }
     conn_tcp_free(c);
     conn_relay_free(c);
+    secure_free(c->sec);
     rel_free(&c->rel);
     free(c);
 }
@@ -113,6 +115,34 @@ static void send_datagram(pl_conn *c, const uint8_t *buf, size_t n)
         conn_tcp_send(c, buf, n);
     else if (c->active == PL_PATH_RELAY_UDP || c->active == PL_PATH_RELAY_TCP)
         conn_relay_send(c, c->active, buf, n);
+}
+
+static void sec_plain(void *user, const uint8_t *data, size_t len);
+
+/* secure.h transmit: one DTLS datagram, wrapped in a Secure envelope, on
+ * the active path. */
+static void sec_transmit(void *user, const uint8_t *dgram, size_t len)
+{
+    pl_conn *c = user;
+    Punchline__Secure sm = PUNCHLINE__SECURE__INIT;
+    sm.session_id = c->session_id;
+    sm.dtls.data = (uint8_t *)dgram;
+    sm.dtls.len = len;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_SECURE;
+    env.secure = &sm;
+    uint8_t buf[WIRE_UDP_MAX];
+    int n = wire_encode_udp(&env, buf, sizeof(buf));
+    if (n > 0 && c->active != PL_PATH_NONE)
+        send_datagram(c, buf, (size_t)n);
+}
+
+/* Seal one encoded envelope (UDP form, with marker) and send it. */
+static void send_sealed(pl_conn *c, const uint8_t *buf, size_t n)
+{
+    if (!c->sec || secure_state(c->sec) != SEC_OPEN || n < 1)
+        return;
+    secure_write(c->sec, buf + 1, n - 1, peer_now(c->peer)); /* without the marker */
 }
 
 static void send_close(pl_conn *c, const char *reason)
@@ -128,7 +158,7 @@ static void send_close(pl_conn *c, const char *reason)
     uint8_t buf[WIRE_UDP_MAX];
     int n = wire_encode_udp(&env, buf, sizeof(buf));
     if (n > 0)
-        send_datagram(c, buf, (size_t)n);
+        send_sealed(c, buf, (size_t)n);
 }
 
 void conn_finish(pl_conn *c, int status, const char *why)
@@ -200,6 +230,31 @@ void conn_punch_start(pl_conn *c, const Punchline__PunchStart *m)
     };
     memcpy(pc.secret, m->secret.data, WIRE_SECRET_LEN);
     crypto_random(&pc.tid_seed, sizeof(pc.tid_seed));
+    if (m->peer_key_hash.len == ID_HASH_LEN && c->pinned &&
+        !crypto_equal(m->peer_key_hash.data, c->key_hash, ID_HASH_LEN)) {
+        char told[ID_TEXT_LEN + 1], pin[ID_TEXT_LEN + 1], why[300];
+        identity_format_id(m->peer_key_hash.data, told);
+        identity_format_id(c->key_hash, pin);
+        snprintf(why, sizeof(why), "the rendezvous reports peer id %s for %s, but %s is pinned",
+                 told, c->peer_name, pin);
+        conn_finish(c, PL_ERR_AUTH, why);
+        return;
+    }
+    if (!c->pinned) {
+        if (m->peer_key_hash.len != ID_HASH_LEN) {
+            conn_finish(c, PL_ERR_AUTH, "the rendezvous sent no key for the peer");
+            return;
+        }
+        memcpy(c->key_hash, m->peer_key_hash.data, ID_HASH_LEN);
+    }
+    secure_config sc = {.self = p->ident, .client = pc.controlling};
+    memcpy(sc.peer_hash, c->key_hash, ID_HASH_LEN);
+    secure_callbacks scb = {.transmit = sec_transmit, .plain = sec_plain};
+    c->sec = secure_new(&sc, &scb, c);
+    if (!c->sec) {
+        conn_finish(c, PL_ERR_NOMEM, "cannot set up the encrypted channel");
+        return;
+    }
     c->session_id = m->session_id;
     c->rel.cfg.session_id = m->session_id;
     punch_init(&c->pu, &pc);
@@ -297,63 +352,102 @@ static void activate(pl_conn *c, int path)
     pl_path_info info;
     pl_conn_path(c, &info);
     plog(&c->peer->log, PL_LOG_INFO, "%s %s via %s %s (%u ms; %u ms after punch start)",
-         first ? "connected to" : "path to", c->peer_name, pl_path_name(info.kind), info.remote,
+         first ? "path up to" : "path to", c->peer_name, pl_path_name(info.kind), info.remote,
          info.ms, info.punch_ms);
     if (first) {
+        /* The encryption handshake runs on this path (and follows later
+         * switches); the application hears on_connected when it is done. */
         c->state = CONN_OPEN;
-        if (c->cb.on_connected)
-            c->cb.on_connected(c, &info, c->user);
-    } else if (c->cb.on_path_changed) {
+        if (c->pu.cfg.controlling && !c->sec_started) {
+            c->sec_started = true;
+            secure_start(c->sec, c->path_ms);
+        }
+    } else if (c->peer_id[0] && c->cb.on_path_changed) {
         c->cb.on_path_changed(c, &info, c->user);
     }
+}
+
+/* The handshake finished: the peer's key is verified; tell the application. */
+static void sec_check(pl_conn *c)
+{
+    if (!c->sec || c->state == CONN_CLOSED)
+        return;
+    int st = secure_state(c->sec);
+    if (st == SEC_FAILED) {
+        conn_finish(c, secure_auth_failed(c->sec) ? PL_ERR_AUTH : PL_ERR_PROTOCOL,
+                    secure_error(c->sec));
+        return;
+    }
+    if (st != SEC_OPEN || c->peer_id[0])
+        return;
+    identity_format_id(c->key_hash, c->peer_id);
+    pl_path_info info;
+    pl_conn_path(c, &info);
+    c->connected_ms = peer_now(c->peer);
+    plog(&c->peer->log, PL_LOG_INFO, "connected to %s via %s %s: encrypted (%s), peer id %s (%u ms)",
+         c->peer_name, pl_path_name(info.kind), info.remote, secure_suite(c->sec), c->peer_id,
+         (uint32_t)(c->connected_ms - c->start_ms));
+    if (c->cb.on_connected)
+        c->cb.on_connected(c, &info, c->user);
+}
+
+/* One inner envelope from the encrypted channel (secure.h plain). */
+static void sec_plain(void *user, const uint8_t *data, size_t len)
+{
+    pl_conn *c = user;
+    Punchline__Envelope *env = NULL;
+    uint64_t now = peer_now(c->peer);
+    if (c->state == CONN_CLOSED || wire_decode(data, len, &env, NULL) != WIRE_OK)
+        return;
+    switch (env->body_case) {
+    case PUNCHLINE__ENVELOPE__BODY_DATA:
+        if (env->data->session_id == c->session_id)
+            rel_input_data(&c->rel, env->data, now);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_ACK:
+        if (env->ack->session_id == c->session_id)
+            rel_input_ack(&c->rel, env->ack, now);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_CLOSE:
+        if (c->state != CONN_LINGER)
+            conn_finish(c, PL_ERR_CLOSED, env->close->reason[0] ? env->close->reason : "closed by peer");
+        break;
+    default:
+        break;
+    }
+    wire_free(env);
 }
 
 void conn_data_input(pl_conn *c, const Punchline__Envelope *env, int path, const netaddr *from)
 {
     uint64_t now = peer_now(c->peer);
-    if (c->state < CONN_PUNCHING || c->state == CONN_CLOSED)
+    if (c->state < CONN_PUNCHING || c->state == CONN_CLOSED || !c->sec)
         return;
-    /* UDP data is accepted only from the verified pair (which it can also
-     * confirm on the controlled side, see punch_data_seen); TCP data only
-     * from the selected stream (checked by the caller). */
+    /* Between peers only the encrypted channel counts: a plain Data, Ack or
+     * Close (what version 1 without encryption sent, or an injection) is
+     * dropped. */
+    if (env->body_case != PUNCHLINE__ENVELOPE__BODY_SECURE)
+        return;
+    /* UDP records are accepted only from the verified pair (which they can
+     * also confirm on the controlled side, see punch_data_seen); TCP ones
+     * only from the selected stream (checked by the caller). */
     if (path == PL_PATH_DIRECT_UDP && !punch_data_seen(&c->pu, from, now))
         return;
     if (path == PL_PATH_RELAY_UDP && !punch_data_seen(&c->pr, from, now))
         return;
     if (!path_up(c, path))
         return;
-    pathsel_view v;
     /* The controlling side picks the path; the controlled side follows the
-     * path its Data and Acks arrive on (pathsel.h). */
-    if (env->body_case == PUNCHLINE__ENVELOPE__BODY_DATA ||
-        env->body_case == PUNCHLINE__ENVELOPE__BODY_ACK) {
-        view(c, &v);
-        bool go = c->pu.cfg.controlling
-                      ? c->active == PL_PATH_NONE && env->body_case == PUNCHLINE__ENVELOPE__BODY_DATA
-                      : pathsel_follow(&v, c->active, path);
-        if (go)
-            activate(c, path);
-        if (c->state == CONN_CLOSED)
-            return;
-    }
-    switch (env->body_case) {
-    case PUNCHLINE__ENVELOPE__BODY_DATA:
-        if (c->state != CONN_CLOSED)
-            rel_input_data(&c->rel, env->data, now);
-        break;
-    case PUNCHLINE__ENVELOPE__BODY_ACK:
-        rel_input_ack(&c->rel, env->ack, now);
-        break;
-    case PUNCHLINE__ENVELOPE__BODY_CLOSE:
-        if (c->state != CONN_LINGER) {
-            conn_finish(c, PL_ERR_CLOSED,
-                        env->close->reason[0] ? env->close->reason : "closed by peer");
-            return;
-        }
-        break;
-    default:
-        break;
-    }
+     * path the channel's records arrive on (pathsel.h). */
+    pathsel_view v;
+    view(c, &v);
+    bool go = c->pu.cfg.controlling ? false : pathsel_follow(&v, c->active, path);
+    if (go)
+        activate(c, path);
+    if (c->state == CONN_CLOSED)
+        return;
+    secure_input(c->sec, env->secure->dtls.data, env->secure->dtls.len, now);
+    sec_check(c);
     conn_pump(c);
 }
 
@@ -501,9 +595,16 @@ void conn_pump(pl_conn *c)
         conn_finish(c, PL_ERR_PROTOCOL, "peer sent an oversized message");
         return;
     }
-    if (c->active != PL_PATH_NONE) {
+    if (c->sec && c->active != PL_PATH_NONE) {
+        secure_tick(c->sec, now);
+        sec_check(c);
+        if (c->state == CONN_CLOSED)
+            return;
+    }
+    bool sealed = c->sec && secure_state(c->sec) == SEC_OPEN && c->active != PL_PATH_NONE;
+    if (sealed) {
         while ((n = rel_poll_transmit(&c->rel, now, buf, sizeof(buf))) > 0)
-            send_datagram(c, buf, n);
+            send_sealed(c, buf, n);
     }
     if (c->rel_blocked && rel_writable(&c->rel)) {
         c->rel_blocked = false;
@@ -525,7 +626,10 @@ void conn_pump(pl_conn *c)
     }
     uint64_t d = c->want_udp ? punch_next_deadline(&c->pu) : UINT64_MAX;
     uint64_t t = c->want_tcp ? tcpp_next_deadline(&c->tp) : UINT64_MAX;
-    uint64_t r = c->active != PL_PATH_NONE ? rel_next_deadline(&c->rel) : UINT64_MAX;
+    uint64_t r = sealed ? rel_next_deadline(&c->rel) : UINT64_MAX;
+    uint64_t sd = c->sec && c->active != PL_PATH_NONE ? secure_next_deadline(c->sec) : UINT64_MAX;
+    if (sd < r)
+        r = sd;
     uint64_t rl = conn_relay_deadline(c);
     if (t < d)
         d = t;
@@ -598,6 +702,23 @@ PL_API void pl_conn_close(pl_conn *c)
 PL_API const char *pl_conn_peer_name(const pl_conn *c)
 {
     return c ? c->peer_name : "";
+}
+
+PL_API const char *pl_conn_peer_id(const pl_conn *c)
+{
+    return c ? c->peer_id : "";
+}
+
+PL_API int pl_conn_require_peer_id(pl_conn *c, const char *peer_id)
+{
+    uint8_t h[ID_HASH_LEN];
+    if (!c || identity_parse_id(peer_id, h) != 0)
+        return PL_ERR_INVALID;
+    if (c->sec || c->state >= CONN_PUNCHING)
+        return PL_ERR_STATE;
+    memcpy(c->key_hash, h, ID_HASH_LEN);
+    c->pinned = true;
+    return 0;
 }
 
 PL_API void pl_conn_path(const pl_conn *c, pl_path_info *out)

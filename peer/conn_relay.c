@@ -225,6 +225,10 @@ static void rlink_frame_cb(tcp_link *l, const uint8_t *buf, size_t len, void *us
         conn_pump(c);
         return;
     }
+    if (c->rt_state == RT_WAIT_READY && env->body_case == PUNCHLINE__ENVELOPE__BODY_SERVER_HELLO) {
+        wire_free(env); /* every connection to the rendezvous starts with one */
+        return;
+    }
     if (c->rt_state == RT_WAIT_READY) {
         if (env->body_case == PUNCHLINE__ENVELOPE__BODY_RELAY_READY &&
             env->relay_ready->session_id == c->session_id) {
@@ -244,6 +248,7 @@ static void rlink_frame_cb(tcp_link *l, const uint8_t *buf, size_t len, void *us
     }
     if (c->rt_state == RT_UP) {
         switch (env->body_case) {
+        case PUNCHLINE__ENVELOPE__BODY_SECURE:
         case PUNCHLINE__ENVELOPE__BODY_DATA:
         case PUNCHLINE__ENVELOPE__BODY_ACK:
         case PUNCHLINE__ENVELOPE__BODY_CLOSE: {

@@ -118,7 +118,7 @@ void ctl_send_connect(pl_peer *p, pl_conn *c)
         conn_finish(c, PL_ERR_SERVER, "control connection down");
 }
 
-static void send_register(pl_peer *p)
+static void send_register(pl_peer *p, const Punchline__ServerHello *hello)
 {
     /* Host candidates: each interface address with the UDP port, and (if
      * TCP punching is on) with the shared TCP port; half the room each. */
@@ -154,6 +154,22 @@ static void send_register(pl_peer *p)
     reg.client_version = "punchline/" PL_VERSION_STRING;
     reg.candidates = ptrs;
     reg.n_candidates = n;
+    /* Proof of possession: our key signs the server's fresh nonce. */
+    uint8_t msg[sizeof(REGISTER_SIG_LABEL) + WIRE_NONCE_LEN + NAME_MAX_LEN];
+    uint8_t sig[ID_SIG_MAX];
+    size_t siglen = 0, publen = 0;
+    size_t ml = wire_register_sig_input(hello->nonce.data, p->name, msg, sizeof(msg));
+    if (!ml || identity_sign(p->ident, msg, ml, sig, &siglen) != 0) {
+        ctl_fail(p, PL_ERR_SYSTEM, "cannot sign the registration");
+        return;
+    }
+    reg.public_key.data = (uint8_t *)identity_pub(p->ident, &publen);
+    reg.public_key.len = publen;
+    reg.signature.data = sig;
+    reg.signature.len = siglen;
+    reg.token = p->cfg.auth_token ? (char *)p->cfg.auth_token : "";
+    if (hello->token_required && !p->cfg.auth_token)
+        plog(&p->log, PL_LOG_WARN, "the rendezvous requires an access token and we have none");
     Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
     env.body_case = PUNCHLINE__ENVELOPE__BODY_REGISTER;
     env.register_ = &reg;
@@ -232,6 +248,10 @@ static pl_conn *session_conn(pl_peer *p, uint64_t sid, uint32_t request_id)
 static void handle_message(pl_peer *p, Punchline__Envelope *env)
 {
     switch (env->body_case) {
+    case PUNCHLINE__ENVELOPE__BODY_SERVER_HELLO:
+        if (p->ctl_state == CTL_HELLO)
+            send_register(p, env->server_hello);
+        break;
     case PUNCHLINE__ENVELOPE__BODY_REGISTER_RESULT: {
         const Punchline__RegisterResult *rr = env->register_result;
         if (p->ctl_state != CTL_REGISTERING)
@@ -336,7 +356,8 @@ static void tcp_write_cb(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         ev_io_start(p->loop, &p->tcp_r);
-        send_register(p);
+        p->ctl_state = CTL_HELLO; /* Register follows the server's nonce */
+        ctl_flush(p);
         ctl_pump(p);
         return;
     }

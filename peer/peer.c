@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "names.h"
+#include "identity.h"
 #include "peer_internal.h"
 #include "timeutil.h"
 
@@ -58,6 +59,7 @@ static uint64_t envelope_session(const Punchline__Envelope *env)
     case PUNCHLINE__ENVELOPE__BODY_DATA: return env->data->session_id;
     case PUNCHLINE__ENVELOPE__BODY_ACK: return env->ack->session_id;
     case PUNCHLINE__ENVELOPE__BODY_CLOSE: return env->close->session_id;
+    case PUNCHLINE__ENVELOPE__BODY_SECURE: return env->secure->session_id;
     default: return 0;
     }
 }
@@ -145,11 +147,14 @@ PL_API int pl_peer_new(pl_peer **out, const pl_peer_config *cfg)
     p->server_str = dup_opt(cfg->server, &ok);
     p->name = dup_opt(cfg->name, &ok);
     p->bind_str = dup_opt(cfg->bind_address, &ok);
+    p->token_str = dup_opt(cfg->auth_token, &ok);
     if (!ok)
         goto fail;
     p->cfg.server = p->server_str;
     p->cfg.name = p->name;
     p->cfg.bind_address = p->bind_str;
+    p->cfg.auth_token = p->token_str;
+    p->cfg.identity_file = NULL; /* used only here */
     if (!p->cfg.keepalive_ms)
         p->cfg.keepalive_ms = 15000;
     if (p->cfg.keepalive_ms > 25000)
@@ -164,6 +169,23 @@ PL_API int pl_peer_new(pl_peer **out, const pl_peer_config *cfg)
     p->log.user = cfg->log_user;
     p->log.level = cfg->log_level;
 
+    if (cfg->auth_token && strlen(cfg->auth_token) > WIRE_MAX_TOKEN) {
+        plog(&p->log, PL_LOG_ERROR, "access token longer than %d characters", WIRE_MAX_TOKEN);
+        rc = PL_ERR_INVALID;
+        goto fail;
+    }
+    if (cfg->identity_file) {
+        char err[400];
+        if (identity_load(cfg->identity_file, true, &p->ident, err, sizeof(err)) != 0) {
+            plog(&p->log, PL_LOG_ERROR, "%s", err);
+            rc = PL_ERR_IDENTITY;
+            goto fail;
+        }
+    } else if (!(p->ident = identity_ephemeral())) {
+        goto fail;
+    }
+    plog(&p->log, PL_LOG_INFO, "peer id %s (%s)", identity_id(p->ident),
+         cfg->identity_file ? cfg->identity_file : "ephemeral key");
     int pr = netaddr_parse(cfg->server, &p->server, true);
     if (pr != 0) {
         rc = pr == -2 ? PL_ERR_RESOLVE : PL_ERR_INVALID;
@@ -238,12 +260,44 @@ PL_API void pl_peer_free(pl_peer *p)
     free(p->server_str);
     free(p->name);
     free(p->bind_str);
+    free(p->token_str);
+    identity_free(p->ident);
     free(p);
 }
 
 PL_API const char *pl_peer_name(const pl_peer *p)
 {
     return p ? p->name : "";
+}
+
+PL_API const char *pl_peer_id(const pl_peer *p)
+{
+    return p && p->ident ? identity_id(p->ident) : "";
+}
+
+PL_API int pl_identity_id(const char *path, int create, char *id, size_t idcap, char *err,
+                          size_t errcap)
+{
+    identity *ident = NULL;
+    char why[400];
+    if (!id || idcap < PL_ID_LEN + 1) {
+        if (err && errcap)
+            snprintf(err, errcap, "id buffer too small");
+        return PL_ERR_INVALID;
+    }
+    if (identity_load(path, create != 0, &ident, why, sizeof(why)) != 0) {
+        if (err && errcap)
+            snprintf(err, errcap, "%s", why);
+        return PL_ERR_IDENTITY;
+    }
+    snprintf(id, idcap, "%s", identity_id(ident));
+    identity_free(ident);
+    return 0;
+}
+
+PL_API int pl_identity_default_path(char *out, size_t cap)
+{
+    return out && identity_default_path(out, cap) == 0 ? 0 : PL_ERR_INVALID;
 }
 
 PL_API int pl_peer_connect(pl_peer *p, const char *peer_name, int transport,

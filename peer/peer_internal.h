@@ -7,6 +7,8 @@
 
 #include "addr.h"
 #include "frame.h"
+#include "identity.h"
+#include "secure.h"
 #include "log.h"
 #include "names.h"
 #include "pathsel.h"
@@ -19,6 +21,7 @@
 
 enum ctl_state {
     CTL_CONNECTING = 0,   /* TCP connect in progress */
+    CTL_HELLO,            /* connected, waiting for ServerHello (the nonce to sign) */
     CTL_REGISTERING,      /* Register sent, waiting for RegisterResult */
     CTL_BINDING,          /* sending UdpBind until UdpBound */
     CTL_REGISTERED,
@@ -82,6 +85,14 @@ struct pl_conn {
     tcp_punch tp;             /* TCP punching */
     tcp_link *attempts[TCPP_MAX_CANDS];   /* connecting sockets, by candidate */
     tcp_link *streams[TCPP_MAX_STREAMS];  /* established streams, by tp stream index */
+    /* End-to-end channel (secure.h): DTLS over the active path.  Data, Ack
+     * and Close travel only inside it. */
+    secure *sec;
+    bool sec_started;
+    bool have_key_hash;       /* the rendezvous told us the peer's key hash */
+    uint8_t key_hash[ID_HASH_LEN];  /* expected key: pinned, else from PunchStart */
+    bool pinned;
+    char peer_id[ID_TEXT_LEN + 1];  /* verified id, "" before */
     reliable rel;
     bool rel_blocked;         /* rel_send said AGAIN: report on_writable */
     int close_status;
@@ -93,7 +104,8 @@ struct pl_conn {
 struct pl_peer {
     struct ev_loop *loop;
     pl_logger log;
-    char *server_str, *name, *bind_str;
+    char *server_str, *name, *bind_str, *token_str;
+    identity *ident;          /* our key; never NULL after pl_peer_new */
     pl_peer_config cfg;       /* strings point at the copies above */
     netaddr server;
     int udp_fd;

@@ -1,4 +1,5 @@
 #include "crypto.h"
+#include "crypto_impl.h"
 
 #include <errno.h>
 #include <mbedtls/md.h>
@@ -38,4 +39,11 @@ void crypto_random(void *buf, size_t len)
         p += n;
         len -= (size_t)n;
     }
+}
+
+int crypto_rng(void *unused, unsigned char *buf, size_t len)
+{
+    (void)unused;
+    crypto_random(buf, len);
+    return 0;
 }

@@ -58,6 +58,8 @@ int wire_validate(const Punchline__Envelope *e)
         /* the name is checked by the server, which answers BAD_NAME */
         bad = check_text(e->register_->name, 1024) || check_text(e->register_->client_version, WIRE_MAX_TEXT) ||
               e->register_->public_key.len > WIRE_MAX_KEY ||
+              e->register_->signature.len > WIRE_MAX_SIG ||
+              check_text(e->register_->token, WIRE_MAX_TOKEN) ||
               check_candidates(e->register_->candidates, e->register_->n_candidates,
                                WIRE_MAX_HOST_CANDIDATES);
         break;
@@ -86,7 +88,16 @@ int wire_validate(const Punchline__Envelope *e)
         bad = check_name(e->punch_start->peer_name) ||
               e->punch_start->secret.len != WIRE_SECRET_LEN ||
               (e->punch_start->role != PUNCHLINE__ROLE__CONTROLLING &&
-               e->punch_start->role != PUNCHLINE__ROLE__CONTROLLED);
+               e->punch_start->role != PUNCHLINE__ROLE__CONTROLLED) ||
+              (e->punch_start->peer_key_hash.len != 0 &&
+               e->punch_start->peer_key_hash.len != WIRE_KEY_HASH_LEN);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_SERVER_HELLO:
+        bad = e->server_hello->nonce.len != WIRE_NONCE_LEN ||
+              check_text(e->server_hello->server_version, WIRE_MAX_TEXT);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_SECURE:
+        bad = e->secure->dtls.len == 0 || e->secure->dtls.len > WIRE_UDP_MAX;
         break;
     case PUNCHLINE__ENVELOPE__BODY_CLOSE:
         bad = check_text(e->close->reason, WIRE_MAX_TEXT);
@@ -200,6 +211,8 @@ const char *wire_body_name(const Punchline__Envelope *env)
     case PUNCHLINE__ENVELOPE__BODY_ACK: return "Ack";
     case PUNCHLINE__ENVELOPE__BODY_RELAY_OPEN: return "RelayOpen";
     case PUNCHLINE__ENVELOPE__BODY_RELAY_READY: return "RelayReady";
+    case PUNCHLINE__ENVELOPE__BODY_SERVER_HELLO: return "ServerHello";
+    case PUNCHLINE__ENVELOPE__BODY_SECURE: return "Secure";
     default: return "unknown";
     }
 }
@@ -232,4 +245,16 @@ void wire_relay_mac(const uint8_t secret[WIRE_SECRET_LEN], uint64_t session_id, 
         m[sizeof(label) - 1 + i] = (uint8_t)(session_id >> (56 - 8 * i));
     m[sizeof(m) - 1] = (uint8_t)role;
     crypto_hmac_sha256(secret, WIRE_SECRET_LEN, m, sizeof(m), out, WIRE_MAC_LEN);
+}
+
+size_t wire_register_sig_input(const uint8_t nonce[WIRE_NONCE_LEN], const char *name, uint8_t *out,
+                               size_t cap)
+{
+    size_t nl = strlen(name), n = sizeof(REGISTER_SIG_LABEL) + WIRE_NONCE_LEN + nl;
+    if (n > cap)
+        return 0;
+    memcpy(out, REGISTER_SIG_LABEL, sizeof(REGISTER_SIG_LABEL));
+    memcpy(out + sizeof(REGISTER_SIG_LABEL), nonce, WIRE_NONCE_LEN);
+    memcpy(out + sizeof(REGISTER_SIG_LABEL) + WIRE_NONCE_LEN, name, nl);
+    return n;
 }

@@ -31,7 +31,11 @@
 #define WIRE_MAC_LEN 16
 #define WIRE_MAX_PAYLOAD 1024    /* Data.payload */
 #define WIRE_MAX_TEXT 256        /* error text, close reason, client version */
-#define WIRE_MAX_KEY 512         /* Register.public_key */
+#define WIRE_MAX_KEY 200         /* Register.public_key (DER SubjectPublicKeyInfo) */
+#define WIRE_MAX_SIG 80          /* Register.signature (DER ECDSA) */
+#define WIRE_MAX_TOKEN 96        /* Register.token */
+#define WIRE_NONCE_LEN 32        /* ServerHello.nonce */
+#define WIRE_KEY_HASH_LEN 32     /* PunchStart.peer_key_hash */
 
 enum wire_class { WIRE_CLASS_UNKNOWN = 0, WIRE_CLASS_STUN, WIRE_CLASS_DTLS, WIRE_CLASS_PUNCHLINE,
                   WIRE_CLASS_RELAY };
@@ -70,6 +74,12 @@ const char *wire_body_name(const Punchline__Envelope *env);
  * (false if too short or not one). */
 void wire_relay_header(uint8_t *buf, uint64_t session_id);
 bool wire_relay_session(const uint8_t *buf, size_t len, uint64_t *session_id);
+/* What Register.signature signs: REGISTER_SIG_LABEL (with its NUL) ||
+ * nonce || name.  Returns the length written (cap must hold it all). */
+#define REGISTER_SIG_LABEL "punchline register v1"
+size_t wire_register_sig_input(const uint8_t nonce[WIRE_NONCE_LEN], const char *name, uint8_t *out,
+                               size_t cap);
+
 /* The RelayOpen MAC (first WIRE_MAC_LEN bytes of HMAC-SHA256, PROTOCOL.md 5.2). */
 void wire_relay_mac(const uint8_t secret[WIRE_SECRET_LEN], uint64_t session_id, int role,
                     uint8_t out[WIRE_MAC_LEN]);

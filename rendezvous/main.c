@@ -6,9 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
+#include "names.h"
 #include "punchline/punchline.h"
 #include "server.h"
+#include "token.h"
 
 static void usage(FILE *f)
 {
@@ -40,6 +44,16 @@ static void usage(FILE *f)
             "      --relay-idle SEC     end a session after SEC s without relayed data\n"
             "                           (default 60; peers keep a relay path alive every 15 s)\n"
             "  SIZE is a number with an optional K, M or G suffix (powers of 1024).\n"
+            "\n"
+            "Access tokens (time-limited, per peer name; the TURN REST-API pattern):\n"
+            "      --auth-secret FILE   peers must register with a token minted from the\n"
+            "                           secret in FILE (16..4096 bytes, one trailing newline\n"
+            "                           ignored; e.g. openssl rand -hex 32 > FILE)\n"
+            "      --mint-token NAME    print a token for peer NAME on stdout and exit\n"
+            "                           without serving (needs --auth-secret)\n"
+            "      --token-ttl SEC      lifetime of a minted token (default 86400; at most\n"
+            "                           31536000, one year)\n"
+            "\n"
             "  -V, --version            print the version and exit\n"
             "  -h, --help               this help\n"
             "\n"
@@ -104,6 +118,9 @@ int main(int argc, char **argv)
         {"relay-session-rate", required_argument, 0, 'r'},
         {"relay-bandwidth", required_argument, 0, 'b'},
         {"relay-idle", required_argument, 0, 'i'},
+        {"auth-secret", required_argument, 0, 'A'},
+        {"mint-token", required_argument, 0, 'T'},
+        {"token-ttl", required_argument, 0, 't'},
         {0, 0, 0, 0}};
     server_config cfg = {.log_level = SRV_LOG_INFO};
     cfg.relay.max_sessions = 1000;
@@ -113,6 +130,10 @@ int main(int argc, char **argv)
     cfg.relay.idle_ms = 60000;
     uint64_t size;
     const char *listen = "0.0.0.0:7350";
+    const char *secret_path = NULL, *mint_name = NULL;
+    unsigned long token_ttl = 86400;
+    uint8_t *secret = NULL;
+    size_t secret_len = 0;
     unsigned long v;
     int c;
 
@@ -184,6 +205,19 @@ int main(int argc, char **argv)
             }
             cfg.relay.idle_ms = (uint32_t)(v * 1000);
             break;
+        case 'A':
+            secret_path = optarg;
+            break;
+        case 'T':
+            mint_name = optarg;
+            break;
+        case 't':
+            if (parse_uint(optarg, 1, 31536000, &v)) {
+                fprintf(stderr, "punchline-rendezvous: --token-ttl takes 1..31536000 seconds, got '%s'\n", optarg);
+                return 2;
+            }
+            token_ttl = v;
+            break;
         case 'V':
             printf("punchline-rendezvous %s (protocol 1)\n", PL_VERSION_STRING);
             return 0;
@@ -208,12 +242,48 @@ int main(int argc, char **argv)
         fprintf(stderr, "punchline-rendezvous: --expiry must be at least twice --keepalive\n");
         return 2;
     }
+    if (mint_name && !secret_path) {
+        fprintf(stderr, "punchline-rendezvous: --mint-token needs --auth-secret FILE\n");
+        return 2;
+    }
+    if (mint_name && !name_valid_cstr(mint_name)) {
+        fprintf(stderr, "punchline-rendezvous: --mint-token: bad peer name '%s' "
+                        "(1..%d characters of A-Z a-z 0-9 . _ -)\n", mint_name, NAME_MAX_LEN);
+        return 2;
+    }
+    if (secret_path) {
+        char serr[512];
+        struct stat st;
+        if (token_load_secret(secret_path, &secret, &secret_len, serr, sizeof(serr)) != 0) {
+            fprintf(stderr, "punchline-rendezvous: --auth-secret: %s\n", serr);
+            return 2;
+        }
+        /* Anyone who reads the secret can mint tokens for every name. */
+        if (stat(secret_path, &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)))
+            fprintf(stderr, "punchline-rendezvous: warning: secret file %s is readable by "
+                            "group or others\n", secret_path);
+        cfg.auth_secret = secret;
+        cfg.auth_secret_len = secret_len;
+    }
+    if (mint_name) {
+        char tok[TOKEN_MAX_LEN];
+        uint64_t expiry = (uint64_t)time(NULL) + token_ttl;
+        int rc = token_mint(secret, secret_len, mint_name, expiry, tok, sizeof(tok));
+        free(secret);
+        if (rc != 0) {
+            fprintf(stderr, "punchline-rendezvous: --mint-token: cannot mint a token\n");
+            return 1;
+        }
+        printf("%s\n", tok);
+        return 0;
+    }
     signal(SIGPIPE, SIG_IGN);
     struct ev_loop *loop = EV_DEFAULT;
     char err[256];
     server *s = server_new(loop, &cfg, err, sizeof(err));
     if (!s) {
         fprintf(stderr, "punchline-rendezvous: %s\n", err);
+        free(secret);
         return 1;
     }
     char as[NETADDR_STRLEN];
@@ -223,6 +293,8 @@ int main(int argc, char **argv)
     fprintf(stderr, "punchline-rendezvous %s listening on %s (tcp+udp)\n", PL_VERSION_STRING, as);
     if (cfg.relay_off)
         fprintf(stderr, "punchline-rendezvous: relay off\n");
+    if (cfg.auth_secret)
+        fprintf(stderr, "punchline-rendezvous: registration needs a token (--auth-secret)\n");
     ev_signal sint, sterm, susr1;
     ev_signal_init(&susr1, on_usr1, SIGUSR1);
     susr1.data = s;
@@ -233,6 +305,7 @@ int main(int argc, char **argv)
     ev_signal_start(loop, &sterm);
     ev_run(loop, 0);
     server_free(s);
+    free(secret); /* after the server: it borrowed the secret */
     ev_loop_destroy(loop);
     return 0;
 }

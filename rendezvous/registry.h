@@ -17,6 +17,7 @@ typedef struct reg_peer {
     char name[NAME_MAX_LEN + 1];
     void *conn;                  /* the shell's control connection */
     uint64_t udp_token;          /* random; identifies UdpBind datagrams */
+    uint8_t key_hash[WIRE_KEY_HASH_LEN]; /* SHA-256 of the identity key: owns the name */
     netaddr observed_tcp;
     netaddr observed_udp;        /* len 0 until the first UdpBind */
     netaddr host[WIRE_MAX_HOST_CANDIDATES];

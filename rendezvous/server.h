@@ -23,6 +23,8 @@ typedef struct server_config {
     size_t max_conns;            /* open control connections; 0 = 15000 */
     int relay_off;               /* 1: offer no relay (ConnectRequest RELAY gets UNSUPPORTED) */
     relay_limits relay;          /* see relay.h for defaults */
+    const uint8_t *auth_secret;  /* non-NULL: Register needs a valid token (token.h); */
+    size_t auth_secret_len;      /* borrowed: must outlive the server */
 } server_config;
 
 typedef struct server server;

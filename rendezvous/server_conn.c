@@ -8,9 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "crypto.h"
+#include "identity.h"
 #include "timeutil.h"
+#include "token.h"
 
 static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -39,6 +43,18 @@ void srv_conn_accept(server *s, int fd, const netaddr *remote)
     char as[NETADDR_STRLEN];
     netaddr_format(remote, as, sizeof(as));
     srv_log(s, SRV_LOG_DEBUG, "connection from %s", as);
+    /* The nonce a Register on this connection must sign (sent at once, so
+     * it costs no round trip: it crosses the peer's first frame). */
+    srv_random_bytes(c->nonce, sizeof(c->nonce));
+    Punchline__ServerHello sh = PUNCHLINE__SERVER_HELLO__INIT;
+    sh.nonce.data = c->nonce;
+    sh.nonce.len = sizeof(c->nonce);
+    sh.server_version = "punchline-rendezvous/" PL_VERSION_STRING;
+    sh.token_required = s->cfg.auth_secret != NULL;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_SERVER_HELLO;
+    env.server_hello = &sh;
+    srv_conn_send(c, &env); /* may free c on a send error: nothing after this */
 }
 
 void srv_conn_free(srv_conn *c)
@@ -210,6 +226,53 @@ static void handle_register(srv_conn *c, const Punchline__Register *m)
         srv_conn_close_after_flush(c);
         return;
     }
+    /* Proof of key possession over this connection's nonce (a Register
+     * replayed on another connection fails), then the access token. */
+    uint8_t hash[WIRE_KEY_HASH_LEN];
+    uint8_t msg[sizeof(REGISTER_SIG_LABEL) + WIRE_NONCE_LEN + NAME_MAX_LEN];
+    if (!name_valid_cstr(m->name)) {
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__BAD_NAME, 0,
+                            "bad name: use 1-%d characters of A-Z a-z 0-9 . _ -", NAME_MAX_LEN);
+        srv_conn_close_after_flush(c);
+        return;
+    }
+    size_t ml = wire_register_sig_input(c->nonce, m->name, msg, sizeof(msg));
+    if (!m->public_key.len || !m->signature.len ||
+        identity_verify(m->public_key.data, m->public_key.len, msg, ml, m->signature.data,
+                        m->signature.len, hash) != 0) {
+        srv_log(s, SRV_LOG_DEBUG, "registration of %s refused: bad key or signature", m->name);
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__AUTH_FAILED, 0,
+                            m->public_key.len ? "registration signature does not verify"
+                                              : "registration needs a public key and signature");
+        srv_conn_close_after_flush(c);
+        return;
+    }
+    const char *why = NULL;
+    if (s->cfg.auth_secret &&
+        token_check(s->cfg.auth_secret, s->cfg.auth_secret_len, m->name, m->token,
+                    (uint64_t)time(NULL), &why) != 0) {
+        srv_log(s, SRV_LOG_DEBUG, "registration of %s refused: %s", m->name, why);
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__AUTH_FAILED, 0, "access token: %s", why);
+        srv_conn_close_after_flush(c);
+        return;
+    }
+    /* A name belongs to the key that holds it.  The same key registering
+     * again (a restarted peer) replaces its old registration. */
+    reg_peer *old = registry_find(s->reg, m->name);
+    if (old && !crypto_equal(old->key_hash, hash, sizeof(hash))) {
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__NAME_IN_USE, 0,
+                            "name '%s' is registered by another key", m->name);
+        srv_conn_close_after_flush(c);
+        return;
+    }
+    if (old) {
+        srv_conn *oc = old->conn;
+        srv_log(s, SRV_LOG_INFO, "peer %s registers again with the same key: replacing the old "
+                                 "registration", m->name);
+        srv_conn_send_error(oc, PUNCHLINE__ERROR_CODE__NAME_IN_USE, 0,
+                            "replaced by a newer registration of the same key");
+        srv_conn_close_after_flush(oc);
+    }
     uint64_t token;
     do
         token = srv_random64();
@@ -230,6 +293,7 @@ static void handle_register(srv_conn *c, const Punchline__Register *m)
         return;
     }
     c->peer = p;
+    memcpy(p->key_hash, hash, sizeof(hash));
     p->observed_tcp = c->remote;
     store_host_candidates(p, m->candidates, m->n_candidates);
     uint8_t ipbuf[16];
@@ -345,6 +409,8 @@ static void send_session(srv_conn *to, const reg_peer *other, uint64_t sid, cons
     ps.peer_name = name;
     ps.secret.data = (uint8_t *)secret;
     ps.secret.len = WIRE_SECRET_LEN;
+    ps.peer_key_hash.data = (uint8_t *)other->key_hash;
+    ps.peer_key_hash.len = WIRE_KEY_HASH_LEN;
     ps.role = role;
     ps.request_id = request_id;
     ps.transport = transport;

@@ -19,6 +19,7 @@ typedef struct srv_conn {
     netaddr remote;
     frame_reader fr;
     reg_peer *peer;              /* NULL until registered */
+    uint8_t nonce[WIRE_NONCE_LEN]; /* ServerHello: signed in Register */
     uint64_t opened_ms;
     uint8_t *out;
     size_t out_len, out_cap;

@@ -181,16 +181,17 @@ exec {fd_bob}<>"$work/bob.in"
 exec {fd_alice}<>"$work/alice.in"
 
 echo
-say "bob$bob_at waits: punchline-chat --server $server --name bob"
-start bob "$work/bob.in" "bob" "$c_bob" "$chat_bin" --server "$server" --name bob
+say "bob$bob_at waits: punchline-chat --server $server --name bob --identity bob.pem"
+start bob "$work/bob.in" "bob" "$c_bob" "$chat_bin" --server "$server" --name bob \
+    --identity "$work/bob.pem"
 bob_pid=$last_pid
 wait_for "$work/bob.err" registered 15
 sleep 1
 
 echo
-say "alice$alice_at connects: punchline-chat --server $server --name alice --peer bob"
+say "alice$alice_at connects: punchline-chat --server $server --name alice --peer bob --identity alice.pem"
 start alice "$work/alice.in" "alice" "$c_alice" \
-    "$chat_bin" --server "$server" --name alice --peer bob
+    "$chat_bin" --server "$server" --name alice --peer bob --identity "$work/alice.pem"
 alice_pid=$last_pid
 wait_for "$work/alice.err" '^connected ' 30
 wait_for "$work/bob.err" '^connected ' 30

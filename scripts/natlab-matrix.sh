@@ -144,7 +144,7 @@ run_pair() {
     if chat_wait_grep "$cr" err '^connected ' 25 && chat_wait_grep "$ce" err '^connected ' 5; then
         line=$(grep -m1 '^connected ' "$CHAT_WORK/$cr.err")
         first=$(sed 's/.* path=\([^ ]*\) .*/\1/' <<<"$line")
-        fms=${line##*ms=}
+        fms=$(sed -n "s/.* ms=\([0-9]*\).*/\1/p" <<<"$line")
         # give the upgrade time: punching runs 10 s at most, a direct path
         # comes within a second when it exists
         if [[ $first == relay-* ]]; then
@@ -153,7 +153,7 @@ run_pair() {
         line=$(grep -E '^(connected|path) ' "$CHAT_WORK/$cr.err" | tail -n1)
         final=$(sed 's/.* path=\([^ ]*\) .*/\1/' <<<"$line")
         line=$(grep -m1 -E '^(connected|path) peer=[^ ]* path=direct-' "$CHAT_WORK/$cr.err" || true)
-        dms=${line##*ms=}
+        dms=$(sed -n "s/.* ms=\([0-9]*\).*/\1/p" <<<"$line")
         [ -n "$line" ] || dms=-
         # both sides must agree on the final path
         local other

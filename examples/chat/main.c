@@ -23,6 +23,7 @@ typedef struct chat {
     pl_peer *peer;
     pl_conn *conn;
     const char *peer_name;     /* --peer, NULL = wait for one incoming */
+    const char *peer_id;       /* --peer-id: pinned key, NULL = trust the rendezvous */
     int transport;
     double timeout_s;
     bool connected, stdin_eof, tty;
@@ -41,6 +42,8 @@ static void usage(FILE *f)
             "Usage: punchline-chat --server HOST:PORT --name NAME [--peer NAME]\n"
             "                      [--transport auto|udp|tcp|relay] [--timeout SEC]\n"
             "                      [--keepalive SEC] [--path-timeout SEC] [-v]\n"
+            "                      [--identity FILE] [--peer-id ID] [--token TOKEN]\n"
+            "       punchline-chat --show-id [--identity FILE]\n"
             "\n"
             "Chat with another peer through NATs.  Without --peer, register NAME and wait\n"
             "for one incoming connection; with --peer, connect to that peer.\n"
@@ -71,11 +74,24 @@ static void usage(FILE *f)
             "      --path-timeout SEC   a path that answers nothing for SEC is dead: the\n"
             "                           connection moves to another path, or fails (default 30;\n"
             "                           at least the keepalive + 2)\n"
+            "  -i, --identity FILE      identity key (ECDSA P-256, PEM), created with mode 0600\n"
+            "                           if missing (default $XDG_CONFIG_HOME/punchline/\n"
+            "                           identity.pem, else ~/.config/punchline/identity.pem)\n"
+            "      --show-id            print this peer's id (the key's fingerprint) and exit\n"
+            "      --peer-id ID         accept only a peer whose key has this id, whatever the\n"
+            "                           rendezvous says; anything else fails with exit 1\n"
+            "      --token TOKEN        access token for a rendezvous run with --auth-secret\n"
             "  -v, --verbose            more status on stderr (-vv for debug)\n"
             "  -h, --help               this help\n"
             "\n"
+            "Every connection is end-to-end encrypted (DTLS 1.2) between the two peers'\n"
+            "keys, relayed or direct.  stderr shows this peer's id at start and the peer's\n"
+            "verified id in the 'connected' line; compare ids out of band, then pin them\n"
+            "with --peer-id.\n"
+            "\n"
             "Exit status: 0 after a clean close by both sides; 1 on any failure (not\n"
-            "connected in time, unknown peer, connection lost); 2 for usage errors.\n");
+            "connected in time, unknown peer, wrong peer key, connection lost); 2 for\n"
+            "usage errors.\n");
 }
 
 static void log_cb(int level, const char *msg, void *user)
@@ -134,8 +150,9 @@ static void on_connected(pl_conn *c, const pl_path_info *path, void *user)
     ch->connected = true;
     ev_timer_stop(ch->loop, &ch->timeout_w);
     char line[256];
-    snprintf(line, sizeof(line), "connected peer=%s path=%s remote=%s ms=%u", pl_conn_peer_name(c),
-             pl_path_name(path->kind), path->remote, path->ms);
+    snprintf(line, sizeof(line), "connected peer=%s path=%s remote=%s ms=%u id=%s",
+             pl_conn_peer_name(c), pl_path_name(path->kind), path->remote, path->ms,
+             pl_conn_peer_id(c));
     le_print(stderr, line);
 }
 
@@ -324,6 +341,8 @@ static void on_registered(pl_peer *p, int st, const char *observed, void *user)
             finish(ch, 1);
             return;
         }
+        if (ch->peer_id)
+            pl_conn_require_peer_id(c, ch->peer_id); /* checked in main() */
         attach(ch, c);
     } else if (!ch->peer_name) {
         fprintf(stderr, "waiting for a peer to connect to %s\n", pl_peer_name(p));
@@ -339,6 +358,8 @@ static void on_incoming(pl_peer *p, pl_conn *c, const char *from, void *user)
     snprintf(line, sizeof(line), "incoming connection from %s", from);
     le_print(stderr, line);
     pl_conn_set_callbacks(c, &conn_cbs, ch);
+    if (ch->peer_id)
+        pl_conn_require_peer_id(c, ch->peer_id);
     attach(ch, c);
 }
 
@@ -379,15 +400,24 @@ int main(int argc, char **argv)
         {"peer", required_argument, 0, 'p'},   {"transport", required_argument, 0, 't'},
         {"timeout", required_argument, 0, 'T'}, {"verbose", no_argument, 0, 'v'},
         {"keepalive", required_argument, 0, 'K'}, {"path-timeout", required_argument, 0, 'P'},
+        {"identity", required_argument, 0, 'i'}, {"show-id", no_argument, 0, 'S'},
+        {"peer-id", required_argument, 0, 'I'}, {"token", required_argument, 0, 'k'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    const char *identity = NULL, *token = NULL;
+    bool show_id = false;
+    char idpath[1024], myid[PL_ID_LEN + 1], err[512];
     unsigned long keepalive_s = 0, path_timeout_s = 0;
     chat ch = {.timeout_s = 30, .exit_code = 1};
     const char *server = NULL, *name = NULL;
     int verbosity = PL_LOG_WARN, c;
     char *end;
 
-    while ((c = getopt_long(argc, argv, "s:n:p:t:T:vh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "s:n:p:t:T:i:vh", opts, NULL)) != -1) {
         switch (c) {
+        case 'i': identity = optarg; break;
+        case 'S': show_id = true; break;
+        case 'I': ch.peer_id = optarg; break;
+        case 'k': token = optarg; break;
         case 's': server = optarg; break;
         case 'n': name = optarg; break;
         case 'p': ch.peer_name = optarg; break;
@@ -428,6 +458,31 @@ int main(int argc, char **argv)
         fprintf(stderr, "punchline-chat: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
+    if (!identity) {
+        if (pl_identity_default_path(idpath, sizeof(idpath)) != 0) {
+            fprintf(stderr, "punchline-chat: neither XDG_CONFIG_HOME nor HOME is set: "
+                            "give the key file with --identity FILE\n");
+            return 2;
+        }
+        identity = idpath;
+    }
+    if (pl_identity_id(identity, 1, myid, sizeof(myid), err, sizeof(err)) != 0) {
+        fprintf(stderr, "punchline-chat: %s\n", err);
+        return 1;
+    }
+    if (show_id) {
+        printf("%s\n", myid);
+        return 0;
+    }
+    if (ch.peer_id) {
+        /* validate now, so a typo is a usage error and not a failed connection */
+        if (strlen(ch.peer_id) != PL_ID_LEN || strspn(ch.peer_id, "abcdefghijklmnopqrstuvwxyz"
+                                                                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") != PL_ID_LEN) {
+            fprintf(stderr, "punchline-chat: --peer-id wants the %d-character id the other side's "
+                            "--show-id prints\n", PL_ID_LEN);
+            return 2;
+        }
+    }
     if (!server || !name) {
         fprintf(stderr, "punchline-chat: --server and --name are required (see --help)\n");
         return 2;
@@ -447,12 +502,14 @@ int main(int argc, char **argv)
         .on_registered = on_registered, .on_incoming = on_incoming, .user = &ch,
         .keepalive_ms = (uint32_t)(keepalive_s * 1000),
         .path_timeout_ms = (uint32_t)(path_timeout_s * 1000),
+        .identity_file = identity, .auth_token = token,
     };
     int rc = pl_peer_new(&ch.peer, &cfg);
     if (rc < 0) {
         fprintf(stderr, "punchline-chat: %s\n", pl_strerror(rc));
         return 1;
     }
+    fprintf(stderr, "identity id=%s file=%s\n", pl_peer_id(ch.peer), identity);
     if (ch.timeout_s > 0) {
         ev_timer_init(&ch.timeout_w, timeout_cb, ch.timeout_s, 0.);
         ch.timeout_w.data = &ch;

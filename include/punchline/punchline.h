@@ -4,6 +4,9 @@
  * printing).  A pl_peer registers a name at a rendezvous server; a pl_conn is
  * one connection to another named peer, carrying a reliable, ordered stream
  * of messages over the best path found (direct UDP or TCP, else the relay).
+ * Every connection is end-to-end encrypted and authenticated (DTLS 1.2
+ * between the two peers' identity keys) on every path, relayed or not:
+ * on_connected runs only after the peer's key was verified.
  *
  * Conventions: functions return 0 or a negative PL_ERR_* code (see
  * pl_strerror()).  Config structs are deep-copied at creation: nothing they
@@ -34,6 +37,9 @@ struct ev_loop;
 #define PL_MAX_MESSAGE 65536
 /* Longest peer name (bytes, excluding the NUL); names use [A-Za-z0-9._-]. */
 #define PL_MAX_NAME 63
+/* A peer id: base32 (lower case, no padding) of the SHA-256 of the peer's
+ * public key; PL_ID_LEN characters. */
+#define PL_ID_LEN 52
 
 enum pl_error {
     PL_OK = 0,
@@ -56,7 +62,10 @@ enum pl_error {
     PL_ERR_STATE = -17,         /* call not valid in the current state */
     PL_ERR_TOO_BIG = -18,       /* message larger than PL_MAX_MESSAGE */
     PL_ERR_BAD_NAME = -19,
-    PL_ERR_SERVER_FULL = -20
+    PL_ERR_SERVER_FULL = -20,
+    PL_ERR_IDENTITY = -21,      /* identity key file unreadable, corrupt or too open */
+    PL_ERR_AUTH = -22,          /* the peer's key is not the expected peer id, or no certificate */
+    PL_ERR_ACCESS = -23         /* the rendezvous refused our signature or access token */
 };
 
 /* Static English text for a PL_ERR_* code; never NULL. */
@@ -125,6 +134,13 @@ typedef struct pl_peer_config {
     uint32_t punch_timeout_ms;   /* give up punching after; 0 = 10000 */
     uint32_t path_timeout_ms;    /* path dead after silence of; 0 = 30000 */
     size_t send_queue_limit;     /* bytes queued per conn before PL_ERR_AGAIN; 0 = 1 MiB */
+    /* PEM file with this peer's ECDSA P-256 identity key; created (mode
+     * 0600) if missing.  NULL = a fresh key in memory for this pl_peer only
+     * (its id changes every run).  See pl_identity_default_path(). */
+    const char *identity_file;
+    /* Access token for a rendezvous started with --auth-secret (minted by
+     * `punchline-rendezvous --mint-token NAME`); NULL = none. */
+    const char *auth_token;
 
     /* Registration finished (status 0) or failed / lost (status < 0).  After
      * a failure the peer stays usable only for pl_peer_free(). */
@@ -146,6 +162,17 @@ PL_API int pl_peer_new(pl_peer **out, const pl_peer_config *cfg);
 PL_API void pl_peer_free(pl_peer *p);
 /* This peer's name (owned by p). */
 PL_API const char *pl_peer_name(const pl_peer *p);
+/* This peer's id (PL_ID_LEN characters, owned by p). */
+PL_API const char *pl_peer_id(const pl_peer *p);
+
+/* Load (with create != 0: create if missing) the identity key at path and
+ * write its peer id (PL_ID_LEN + 1 bytes) to id.  On failure returns
+ * PL_ERR_IDENTITY and writes the reason to err. */
+PL_API int pl_identity_id(const char *path, int create, char *id, size_t idcap, char *err,
+                          size_t errcap);
+/* The default identity file: $XDG_CONFIG_HOME/punchline/identity.pem, else
+ * ~/.config/punchline/identity.pem.  PL_ERR_INVALID if neither is known. */
+PL_API int pl_identity_default_path(char *out, size_t cap);
 
 /* Start connecting to peer_name.  May be called before registration has
  * finished; the request is sent once it has.  cb is copied; user is passed
@@ -165,8 +192,16 @@ PL_API int pl_conn_shutdown(pl_conn *c);
 /* Abort now: tell the peer, drop queued data, and run on_closed(PL_ERR_CLOSED)
  * later from the loop (never from inside this call). */
 PL_API void pl_conn_close(pl_conn *c);
+/* Accept only a peer whose key has this id (pinning: then not even the
+ * rendezvous can substitute another key).  Call right after
+ * pl_peer_connect() or inside on_incoming.  PL_ERR_INVALID for a malformed
+ * id, PL_ERR_STATE once the encryption handshake has begun. */
+PL_API int pl_conn_require_peer_id(pl_conn *c, const char *peer_id);
 /* The remote peer's name (owned by c). */
 PL_API const char *pl_conn_peer_name(const pl_conn *c);
+/* The remote peer's id once on_connected has run (its key was verified in
+ * the handshake); "" before. */
+PL_API const char *pl_conn_peer_id(const pl_conn *c);
 /* Current path; kind PL_PATH_NONE before on_connected. */
 PL_API void pl_conn_path(const pl_conn *c, pl_path_info *out);
 

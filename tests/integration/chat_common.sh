@@ -63,6 +63,9 @@ chat_setup() {
         fi
     done
     CHAT_WORK=$(mktemp -d "${TMPDIR:-/tmp}/punchline-test.XXXXXX")
+    # Identity keys of chats started without --identity land here, never in
+    # the invoking user's home.
+    export XDG_CONFIG_HOME="$CHAT_WORK/config"
 }
 
 # _chat_prefix WHERE: sets the array _pre to the command prefix for WHERE.
@@ -138,7 +141,10 @@ chat_start_chat() {
     # O_RDWR on a FIFO never blocks, and keeps a writer alive until we close it.
     exec {fd}<>"$fifo"
     CHAT_FD[$role]=$fd
-    chat_spawn "$where" "$role" "$fifo" "$CHAT_BIN_DIR/punchline-chat" "$@"
+    # Each role has its own identity key (kept across restarts of the role).
+    local idargs=()
+    [[ " $* " == *" --identity "* ]] || idargs=(--identity "$CHAT_WORK/$role.pem")
+    chat_spawn "$where" "$role" "$fifo" "$CHAT_BIN_DIR/punchline-chat" "${idargs[@]}" "$@"
 }
 
 # chat_send ROLE TEXT: one line on ROLE's stdin.
@@ -208,9 +214,16 @@ chat_check_connected() {
         return 1
     fi
     line=$(grep '^connected ' "$err")
-    re="^connected peer=$peer path=($path) remote=([0-9.]+):([0-9]+) ms=[0-9]+\$"
+    re="^connected peer=$peer path=($path) remote=([0-9.]+):([0-9]+) ms=[0-9]+ id=([a-z2-7]{52})\$"
     if ! [[ $line =~ $re ]]; then
-        chat_fail "$role: bad connected line: '$line' (want peer=$peer path=$path remote=$ip:PORT ms=N)"
+        chat_fail "$role: bad connected line: '$line' (want peer=$peer path=$path remote=$ip:PORT ms=N id=ID)"
+        return 1
+    fi
+    # The id verified in the handshake is the one the peer printed at start.
+    local gotid=${BASH_REMATCH[4]} peerid
+    peerid=$(sed -n 's/^identity id=\([a-z2-7]*\) .*/\1/p' "$CHAT_WORK/$peer.err" 2>/dev/null | head -n1)
+    if [ -n "$peerid" ] && [ "$peerid" != "$gotid" ]; then
+        chat_fail "$role: verified peer id $gotid, but $peer printed identity $peerid"
         return 1
     fi
     local rip=${BASH_REMATCH[2]} rport=${BASH_REMATCH[3]}

@@ -9,20 +9,28 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "frame.h"
+#include "identity.h"
 #include "server.h"
 #include "stun.h"
 #include "timeutil.h"
+#include "token.h"
 #include "wire.h"
 
 static struct ev_loop *loop;
 static server *srv;
 static netaddr srv_addr;
+static identity *key_a, *key_b;          /* test identities */
+static uint8_t nonces[4096][WIRE_NONCE_LEN]; /* ServerHello nonce per client fd */
 
 static void setup(void)
 {
+    key_a = identity_ephemeral();
+    key_b = identity_ephemeral();
+    cr_assert(key_a && key_b);
     loop = ev_loop_new(EVFLAG_AUTO);
     server_config cfg = {.log_level = SRV_LOG_ERROR, .register_deadline_ms = 1000};
     cr_assert_eq(netaddr_parse("127.0.0.1:0", &cfg.listen, false), 0);
@@ -36,6 +44,8 @@ static void teardown(void)
 {
     server_free(srv);
     ev_loop_destroy(loop);
+    identity_free(key_a);
+    identity_free(key_b);
 }
 
 TestSuite(rendezvous, .init = setup, .fini = teardown, .timeout = 20);
@@ -53,12 +63,22 @@ static bool pump_until_readable(int fd, int ms)
     return false;
 }
 
+static Punchline__Envelope *recv_env(int fd);
+
+/* Connect and read the ServerHello every connection starts with. */
 static int tcp_client(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     cr_assert_geq(fd, 0);
+    cr_assert_lt(fd, 4096);
     cr_assert_eq(connect(fd, &srv_addr.u.sa, srv_addr.len), 0, "connect: %s", strerror(errno));
     ev_run(loop, EVRUN_NOWAIT); /* accept */
+    Punchline__Envelope *h = recv_env(fd);
+    cr_assert_not_null(h);
+    cr_assert_eq(h->body_case, PUNCHLINE__ENVELOPE__BODY_SERVER_HELLO, "got %s", wire_body_name(h));
+    cr_assert_eq(h->server_hello->nonce.len, WIRE_NONCE_LEN);
+    memcpy(nonces[fd], h->server_hello->nonce.data, WIRE_NONCE_LEN);
+    wire_free(h);
     return fd;
 }
 
@@ -119,20 +139,53 @@ static void expect_closed(int fd)
     cr_assert_leq(recv(fd, &b, 1, 0), 0, "more data where a close was expected");
 }
 
-static Punchline__RegisterResult *do_register(int fd, const char *name, Punchline__Envelope **keep)
+/* A Register for name by key, signed over nonce (sig and token storage from
+ * the caller). */
+static void make_register(Punchline__Register *reg, const char *name, const identity *key,
+                          const uint8_t *nonce, uint8_t *sig)
 {
-    Punchline__Register reg = PUNCHLINE__REGISTER__INIT;
-    reg.name = (char *)name;
-    reg.client_version = "test";
+    punchline__register__init(reg);
+    reg->name = (char *)name;
+    reg->client_version = "test";
+    uint8_t msg[128];
+    size_t ml = wire_register_sig_input(nonce, name, msg, sizeof(msg));
+    cr_assert_gt(ml, 0);
+    size_t sl = 0, pl = 0;
+    cr_assert_eq(identity_sign(key, msg, ml, sig, &sl), 0);
+    reg->public_key.data = (uint8_t *)identity_pub(key, &pl);
+    reg->public_key.len = pl;
+    reg->signature.data = sig;
+    reg->signature.len = sl;
+}
+
+static void send_register(int fd, const char *name, const identity *key, const char *token)
+{
+    Punchline__Register reg;
+    uint8_t sig[ID_SIG_MAX];
+    make_register(&reg, name, key, nonces[fd], sig);
+    if (token)
+        reg.token = (char *)token;
     Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
     env.body_case = PUNCHLINE__ENVELOPE__BODY_REGISTER;
     env.register_ = &reg;
     send_env(fd, &env);
+}
+
+static Punchline__RegisterResult *do_register_key(int fd, const char *name, const identity *key,
+                                                  Punchline__Envelope **keep)
+{
+    send_register(fd, name, key, NULL);
     *keep = recv_env(fd);
     cr_assert_not_null(*keep);
     cr_assert_eq((*keep)->body_case, PUNCHLINE__ENVELOPE__BODY_REGISTER_RESULT, "got %s",
                  wire_body_name(*keep));
     return (*keep)->register_result;
+}
+
+static Punchline__RegisterResult *do_register(int fd, const char *name, Punchline__Envelope **keep)
+{
+    /* tests register many names; one key may hold any number of them */
+    return do_register_key(fd, name, key_a, keep);
 }
 
 /* Bind the UDP side of a registration; returns the UDP socket. */
@@ -278,19 +331,13 @@ Test(rendezvous, name_in_use_and_bad_name)
     wire_free(keep);
 
     int b = tcp_client();
-    Punchline__Register reg = PUNCHLINE__REGISTER__INIT;
-    reg.name = "alice";
-    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
-    env.body_case = PUNCHLINE__ENVELOPE__BODY_REGISTER;
-    env.register_ = &reg;
-    send_env(b, &env);
+    send_register(b, "alice", key_b, NULL); /* another key */
     expect_error(b, PUNCHLINE__ERROR_CODE__NAME_IN_USE);
     expect_closed(b);
     close(b);
 
     int c = tcp_client();
-    reg.name = "bad name\x01";
-    send_env(c, &env);
+    send_register(c, "bad name\x01", key_b, NULL);
     expect_error(c, PUNCHLINE__ERROR_CODE__BAD_NAME);
     expect_closed(c);
     close(c);
@@ -483,7 +530,7 @@ static void make_pair(pair *p, bool bob_udp, Punchline__Transport tr)
     p->a = tcp_client();
     p->b = tcp_client();
     Punchline__RegisterResult *ra = do_register(p->a, "alice", &ka);
-    Punchline__RegisterResult *rb = do_register(p->b, "bob", &kb);
+    Punchline__RegisterResult *rb = do_register_key(p->b, "bob", key_b, &kb);
     p->ua = udp_bind(ra->udp_token, &p->oa);
     p->ub = bob_udp ? udp_bind(rb->udp_token, &p->ob) : -1;
     p->token_b = rb->udp_token;
@@ -506,6 +553,9 @@ static void make_pair(pair *p, bool bob_udp, Punchline__Transport tr)
     }
     p->sid = pa->punch_start->session_id;
     memcpy(p->secret, pa->punch_start->secret.data, WIRE_SECRET_LEN);
+    /* the caller learns the key bob registered with: what its DTLS checks */
+    cr_assert_eq(pa->punch_start->peer_key_hash.len, ID_HASH_LEN);
+    cr_assert_arr_eq(pa->punch_start->peer_key_hash.data, identity_hash(key_b), ID_HASH_LEN);
     wire_free(ca);
     wire_free(pa);
 }
@@ -758,4 +808,116 @@ Test(rendezvous, udp_bind_from_another_address_needs_the_challenge)
     expect_relayed(p.ub, p.sid, "still to bob");
     close(x);
     free_pair(&p);
+}
+
+/* ---- identity and access control (docs/SECURITY.md) ---------------------- */
+
+Test(rendezvous, register_needs_key_and_valid_signature)
+{
+    int a = tcp_client();
+    Punchline__Register reg = PUNCHLINE__REGISTER__INIT;
+    reg.name = "nokey";
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_REGISTER;
+    env.register_ = &reg;
+    send_env(a, &env);
+    expect_error(a, PUNCHLINE__ERROR_CODE__AUTH_FAILED);
+    expect_closed(a);
+    close(a);
+
+    /* signature by another key than the one presented */
+    int b = tcp_client();
+    uint8_t sig[ID_SIG_MAX];
+    make_register(&reg, "mixed", key_b, nonces[b], sig);
+    size_t pl;
+    reg.public_key.data = (uint8_t *)identity_pub(key_a, &pl);
+    reg.public_key.len = pl;
+    send_env(b, &env);
+    expect_error(b, PUNCHLINE__ERROR_CODE__AUTH_FAILED);
+    expect_closed(b);
+    close(b);
+}
+
+Test(rendezvous, replayed_register_fails_on_another_connection)
+{
+    /* A Register recorded on connection 1 (signed over its nonce) ... */
+    int a = tcp_client();
+    Punchline__Register reg;
+    uint8_t sig[ID_SIG_MAX];
+    make_register(&reg, "victim", key_a, nonces[a], sig);
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_REGISTER;
+    env.register_ = &reg;
+    /* ... replayed by someone else on connection 2 */
+    int b = tcp_client();
+    cr_assert(memcmp(nonces[a], nonces[b], WIRE_NONCE_LEN) != 0, "nonces must be fresh");
+    send_env(b, &env);
+    expect_error(b, PUNCHLINE__ERROR_CODE__AUTH_FAILED);
+    expect_closed(b);
+    close(b);
+    /* the genuine one on its own connection works */
+    send_env(a, &env);
+    Punchline__Envelope *r = recv_env(a);
+    cr_assert_not_null(r);
+    cr_assert_eq(r->body_case, PUNCHLINE__ENVELOPE__BODY_REGISTER_RESULT, "got %s", wire_body_name(r));
+    wire_free(r);
+    close(a);
+}
+
+Test(rendezvous, same_key_replaces_its_registration_other_key_cannot)
+{
+    int a = tcp_client();
+    Punchline__Envelope *keep;
+    do_register_key(a, "carol", key_a, &keep);
+    wire_free(keep);
+    int b = tcp_client();
+    send_register(b, "carol", key_b, NULL);
+    expect_error(b, PUNCHLINE__ERROR_CODE__NAME_IN_USE);
+    expect_closed(b);
+    close(b);
+    /* carol restarted: same key, new connection; the old one is told and closed */
+    int c = tcp_client();
+    do_register_key(c, "carol", key_a, &keep);
+    wire_free(keep);
+    expect_error(a, PUNCHLINE__ERROR_CODE__NAME_IN_USE);
+    expect_closed(a);
+    close(a);
+    close(c);
+}
+
+Test(rendezvous, token_required_when_configured)
+{
+    /* a second server with an access secret */
+    static const uint8_t secret[] = "0123456789abcdef-test-secret";
+    server_config cfg = {.log_level = SRV_LOG_ERROR, .auth_secret = secret,
+                         .auth_secret_len = sizeof(secret) - 1};
+    cr_assert_eq(netaddr_parse("127.0.0.1:0", &cfg.listen, false), 0);
+    char err[256];
+    server *s2 = server_new(loop, &cfg, err, sizeof(err));
+    cr_assert_not_null(s2, "%s", err);
+    netaddr keep_addr = srv_addr;
+    server_local_addr(s2, &srv_addr); /* tcp_client() connects to srv_addr */
+
+    char tok[TOKEN_MAX_LEN], other[TOKEN_MAX_LEN], old[TOKEN_MAX_LEN];
+    uint64_t now = (uint64_t)time(NULL);
+    cr_assert_eq(token_mint(secret, sizeof(secret) - 1, "dave", now + 600, tok, sizeof(tok)), 0);
+    cr_assert_eq(token_mint(secret, sizeof(secret) - 1, "erin", now + 600, other, sizeof(other)), 0);
+    cr_assert_eq(token_mint(secret, sizeof(secret) - 1, "dave", now - 10, old, sizeof(old)), 0);
+    const char *bad[] = {NULL, other, old, "123.00"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int fd = tcp_client();
+        send_register(fd, "dave", key_a, bad[i]);
+        expect_error(fd, PUNCHLINE__ERROR_CODE__AUTH_FAILED);
+        expect_closed(fd);
+        close(fd);
+    }
+    int fd = tcp_client();
+    send_register(fd, "dave", key_a, tok);
+    Punchline__Envelope *r = recv_env(fd);
+    cr_assert_not_null(r);
+    cr_assert_eq(r->body_case, PUNCHLINE__ENVELOPE__BODY_REGISTER_RESULT, "got %s", wire_body_name(r));
+    wire_free(r);
+    close(fd);
+    srv_addr = keep_addr;
+    server_free(s2);
 }
