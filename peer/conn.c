@@ -281,7 +281,7 @@ void conn_punch_start(pl_conn *c, const Punchline__PunchStart *m)
     if (c->want_tcp)
         conn_tcp_start(c, now);
     conn_relay_start(c, now);
-    plog(&p->log, PL_LOG_INFO, "punching to %s (%s%s%s: %zu udp + %zu tcp candidates; relay %s; %s)",
+    plog(&p->log, PL_LOG_INFO, "punching to %s (%s%s%s: %zu udp + %zu tcp candidates; relay %s; %s; session %016llx)",
          c->peer_name, c->want_udp ? "udp" : "", c->want_udp && c->want_tcp ? "+" : "",
          c->want_tcp ? "tcp" : !c->want_udp ? "none" : "", c->want_udp ? c->pu.npairs : 0,
          c->want_tcp ? c->tp.ncands : 0,
@@ -289,7 +289,7 @@ void conn_punch_start(pl_conn *c, const Punchline__PunchStart *m)
          : c->pr_on && c->relay_tcp_offered ? "udp+tcp"
          : c->pr_on ? "udp"
          : c->relay_tcp_offered ? "tcp" : "not offered",
-         pc.controlling ? "controlling" : "controlled");
+         pc.controlling ? "controlling" : "controlled", (unsigned long long)c->session_id);
     conn_pump(c);
 }
 

@@ -208,7 +208,9 @@ secure *secure_new(const secure_config *cfg, const secure_callbacks *cb, void *u
     mbedtls_ssl_conf_handshake_timeout(c, s->cfg.hs_min_ms, s->cfg.hs_max_ms);
     mbedtls_ssl_conf_dtls_cookies(c, NULL, NULL, NULL);
     mbedtls_ssl_conf_dtls_anti_replay(c, MBEDTLS_SSL_ANTI_REPLAY_ENABLED);
-    if (mbedtls_ssl_conf_own_cert(c, &self->cert, &self->pk) != 0 || mbedtls_ssl_setup(&s->ssl, c) != 0)
+    if (!cfg->no_certificate && mbedtls_ssl_conf_own_cert(c, &self->cert, &self->pk) != 0)
+        goto fail;
+    if (mbedtls_ssl_setup(&s->ssl, c) != 0)
         goto fail;
     mbedtls_ssl_set_bio(&s->ssl, s, bio_send, bio_recv, NULL);
     mbedtls_ssl_set_timer_cb(&s->ssl, s, set_timer, get_timer);

@@ -34,6 +34,7 @@ typedef struct secure_config {
     uint32_t hs_min_ms;           /* first handshake retransmission; 0 = 250 */
     uint32_t hs_max_ms;           /* give up after the retransmission timer exceeds; 0 = 8000 */
     uint16_t mtu;                 /* largest datagram; 0 = 1200 */
+    bool no_certificate;          /* tests only: act as a peer that presents none */
 } secure_config;
 
 typedef struct secure secure;

@@ -16,6 +16,7 @@ PL_DEPS_PACKAGES=(
     iproute2 nftables iptables conntrack                 # NAT lab (tests/natlab)
     python3                                              # NAT-lab self-test probes
     coturn                                               # turnutils_stunclient: STUN interop test
+    tcpdump                                              # security lab test: no plaintext on the wire
 )
 
 # pl_deps_missing: print the packages that are not installed, one per line.

@@ -123,6 +123,30 @@ static void destroy(side *a, side *b)
 
 TestSuite(secure, .init = setup, .fini = teardown);
 
+Test(secure, server_refuses_client_without_certificate)
+{
+    static side a, b;
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    a.other = &b;
+    b.other = &a;
+    secure_callbacks cb = {.transmit = on_tx, .plain = on_plain};
+    secure_config ca = {.self = ida, .client = true, .no_certificate = true};
+    memcpy(ca.peer_hash, identity_hash(idb), ID_HASH_LEN);
+    secure_config cbf = {.self = idb, .client = false};
+    memcpy(cbf.peer_hash, identity_hash(ida), ID_HASH_LEN);
+    a.s = secure_new(&ca, &cb, &a);
+    b.s = secure_new(&cbf, &cb, &b);
+    cr_assert(a.s && b.s);
+    run(&a, &b, 0, 20000);
+    cr_assert_eq(secure_state(b.s), SEC_FAILED);
+    cr_assert(secure_auth_failed(b.s), "%s", secure_error(b.s));
+    cr_assert(strstr(secure_error(b.s), "no valid certificate"), "%s", secure_error(b.s));
+    cr_assert_neq(secure_state(a.s), SEC_OPEN);
+    cr_assert_eq(b.ngot, 0);
+    destroy(&a, &b);
+}
+
 Test(secure, handshake_and_data_both_ways)
 {
     static side a, b;
