@@ -101,16 +101,16 @@ void bench_register(bench_peer *p, const netaddr *srv, const char *name)
     int big = 4 << 20;
     setsockopt(p->udp, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
     setsockopt(p->udp, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
-    Punchline__UdpBind ub = PUNCHLINE__UDP_BIND__INIT;
-    ub.udp_token = token;
-    env.body_case = PUNCHLINE__ENVELOPE__BODY_UDP_BIND;
-    env.udp_bind = &ub;
-    /* UdpBind until a UdpBound without a challenge (echo the challenge) */
+    /* UdpBind until a UdpBound without a challenge (echo the challenge);
+     * padded, or the server does not answer (PROTOCOL.md 3) */
+    uint64_t challenge = 0;
     for (int tries = 0;; tries++) {
         if (tries == 20)
             bench_die("no UdpBound");
-        uint8_t buf[64];
-        int n = wire_encode_udp(&env, buf, sizeof(buf));
+        uint8_t buf[WIRE_UDPBIND_MIN + 16];
+        int n = wire_encode_udp_bind(token, challenge, buf, sizeof(buf));
+        if (n <= 0)
+            bench_die("encode");
         sendto(p->udp, buf, (size_t)n, 0, &srv->u.sa, srv->len);
         struct pollfd pf = {.fd = p->udp, .events = POLLIN};
         if (poll(&pf, 1, 200) <= 0)
@@ -125,7 +125,7 @@ void bench_register(bench_peer *p, const netaddr *srv, const char *name)
         wire_free(rep);
         if (bound)
             break;
-        ub.challenge = ch;
+        challenge = ch;
     }
 }
 

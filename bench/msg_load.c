@@ -65,12 +65,8 @@ int main(int argc, char **argv)
         snprintf(name, sizeof(name), "msg-load-%d", (int)getpid());
         bench_register(&p, &srv, name);
         fd = p.udp;
-        Punchline__UdpBind ub = PUNCHLINE__UDP_BIND__INIT;
-        ub.udp_token = p.token;
-        Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
-        env.body_case = PUNCHLINE__ENVELOPE__BODY_UDP_BIND;
-        env.udp_bind = &ub;
-        int n = wire_encode_udp(&env, req[0], sizeof(req[0]));
+        /* padded like a real peer's, or the server does not answer it */
+        int n = wire_encode_udp_bind(p.token, 0, req[0], sizeof(req[0]));
         if (n <= 0)
             bench_die("encode");
         len = (size_t)n;

@@ -45,6 +45,8 @@ void ctl_stop(pl_peer *p)
     ev_io_stop(p->loop, &p->tcp_r);
     ev_io_stop(p->loop, &p->tcp_w);
     ev_timer_stop(p->loop, &p->ctl_timer);
+    tls_stream_free(p->tls);
+    p->tls = NULL;
     if (p->tcp_fd >= 0)
         close(p->tcp_fd);
     p->tcp_fd = -1;
@@ -54,11 +56,47 @@ void ctl_stop(pl_peer *p)
     p->out_len = p->out_cap = 0;
 }
 
+/* TLS to the rendezvous: drive the handshake; once done the server greets
+ * again inside TLS (CTL_HELLO). */
+static void tls_step(pl_peer *p)
+{
+    int rc = tls_stream_handshake(p->tls);
+    if (rc == TLS_WANT_READ || rc == TLS_WANT_WRITE) {
+        if (rc == TLS_WANT_WRITE)
+            ev_io_start(p->loop, &p->tcp_w);
+        else
+            ev_io_stop(p->loop, &p->tcp_w);
+        return;
+    }
+    if (rc < 0) {
+        ctl_fail(p, PL_ERR_AUTH, tls_stream_error(p->tls));
+        return;
+    }
+    ev_io_stop(p->loop, &p->tcp_w);
+    p->ctl_state = CTL_HELLO;
+    plog(&p->log, PL_LOG_DEBUG, "TLS to the rendezvous established");
+    ev_feed_event(p->loop, &p->tcp_r, EV_READ); /* its greeting may be buffered already */
+}
+
 static void ctl_flush(pl_peer *p)
 {
+    if (p->ctl_state == CTL_TLS) {
+        tls_step(p);
+        return;
+    }
     while (p->out_len) {
-        ssize_t n = send(p->tcp_fd, p->out, p->out_len, MSG_NOSIGNAL);
-        if (n < 0) {
+        ssize_t n;
+        if (p->tls) {
+            n = tls_stream_write(p->tls, p->out, p->out_len);
+            if (n == TLS_WANT_WRITE || n == TLS_WANT_READ) {
+                ev_io_start(p->loop, &p->tcp_w);
+                return;
+            }
+            if (n < 0) {
+                ctl_fail(p, PL_ERR_SERVER, tls_stream_error(p->tls));
+                return;
+            }
+        } else if ((n = send(p->tcp_fd, p->out, p->out_len, MSG_NOSIGNAL)) < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 ev_io_start(p->loop, &p->tcp_w);
                 return;
@@ -96,7 +134,7 @@ int ctl_send(pl_peer *p, Punchline__Envelope *env)
     }
     memcpy(p->out + p->out_len, buf, total);
     p->out_len += total;
-    if (p->ctl_state != CTL_CONNECTING)
+    if (p->ctl_state != CTL_CONNECTING && p->ctl_state != CTL_TLS)
         ctl_flush(p);
     return 0;
 }
@@ -178,16 +216,12 @@ static void send_register(pl_peer *p, const Punchline__ServerHello *hello)
     plog(&p->log, PL_LOG_DEBUG, "registering as %s with %zu host candidates", p->name, n);
 }
 
+/* Padded to WIRE_UDPBIND_MIN: the server answers no datagram with a larger
+ * one (anti-amplification, PROTOCOL.md 3), and UdpBound is up to 38 bytes. */
 static void send_udp_bind_challenge(pl_peer *p, uint64_t challenge)
 {
-    Punchline__UdpBind ub = PUNCHLINE__UDP_BIND__INIT;
-    ub.udp_token = p->udp_token;
-    ub.challenge = challenge;
-    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
-    env.body_case = PUNCHLINE__ENVELOPE__BODY_UDP_BIND;
-    env.udp_bind = &ub;
-    uint8_t buf[64];
-    int n = wire_encode_udp(&env, buf, sizeof(buf));
+    uint8_t buf[WIRE_UDPBIND_MIN + 16];
+    int n = wire_encode_udp_bind(p->udp_token, challenge, buf, sizeof(buf));
     if (n > 0)
         peer_udp_send(p, &p->server, buf, (size_t)n);
 }
@@ -249,8 +283,31 @@ static void handle_message(pl_peer *p, Punchline__Envelope *env)
 {
     switch (env->body_case) {
     case PUNCHLINE__ENVELOPE__BODY_SERVER_HELLO:
-        if (p->ctl_state == CTL_HELLO)
-            send_register(p, env->server_hello);
+        if (p->ctl_state != CTL_HELLO)
+            break;
+        if (p->tls_conf && !p->tls) {
+            /* This greeting was in clear: switch to TLS, the server greets
+             * again inside it with a fresh nonce. */
+            if (!env->server_hello->tls_available) {
+                ctl_fail(p, PL_ERR_UNSUPPORTED, "the rendezvous offers no TLS (start it with "
+                                                "--tls-cert and --tls-key)");
+                break;
+            }
+            p->tls = tls_stream_new(p->tls_conf, p->tcp_fd, p->server_host);
+            if (!p->tls) {
+                ctl_fail(p, PL_ERR_NOMEM, "cannot set up TLS");
+                break;
+            }
+            p->ctl_state = CTL_TLS;
+            tls_step(p);
+            break;
+        }
+        if (!p->tls && env->server_hello->tls_required) {
+            ctl_fail(p, PL_ERR_ACCESS, "the rendezvous requires TLS on the control connection: "
+                                       "give its CA file or key fingerprint");
+            break;
+        }
+        send_register(p, env->server_hello);
         break;
     case PUNCHLINE__ENVELOPE__BODY_REGISTER_RESULT: {
         const Punchline__RegisterResult *rr = env->register_result;
@@ -301,13 +358,31 @@ static void tcp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     pl_peer *p = w->data;
     uint8_t buf[16384];
-    ssize_t n = recv(p->tcp_fd, buf, sizeof(buf), 0);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-        ctl_fail(p, PL_ERR_SERVER, n == 0 ? "connection closed by the server" : strerror(errno));
-        return;
+    ssize_t n;
+    if (p->ctl_state == CTL_TLS) {
+        tls_step(p);
+        if (p->ctl_state != CTL_HELLO)
+            return;
     }
-    if (n < 0)
-        return;
+    if (p->tls) {
+        n = tls_stream_read(p->tls, buf, sizeof(buf));
+        if (n == TLS_WANT_READ || n == TLS_WANT_WRITE)
+            return;
+        if (n <= 0) {
+            ctl_fail(p, PL_ERR_SERVER, n == 0 ? "connection closed by the server"
+                                              : tls_stream_error(p->tls));
+            return;
+        }
+        ev_feed_event(loop, w, EV_READ); /* mbedTLS may hold more decrypted bytes */
+    } else {
+        n = recv(p->tcp_fd, buf, sizeof(buf), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            ctl_fail(p, PL_ERR_SERVER, n == 0 ? "connection closed by the server" : strerror(errno));
+            return;
+        }
+        if (n < 0)
+            return;
+    }
     p->last_server_rx_ms = peer_now(p);
     size_t off = 0;
     while (off < (size_t)n && p->ctl_state != CTL_FAILED) {
@@ -335,8 +410,11 @@ static void tcp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
             ctl_fail(p, PL_ERR_PROTOCOL, "malformed message from the server");
             return;
         }
+        bool was_plain = !p->tls;
         handle_message(p, env);
         wire_free(env);
+        if (was_plain && p->tls)
+            break; /* switched to TLS: nothing plaintext can follow */
     }
     ctl_pump(p);
 }
@@ -367,8 +445,11 @@ static void tcp_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 void ctl_udp_input(pl_peer *p, const Punchline__Envelope *env, const netaddr *from)
 {
     if (env->body_case == PUNCHLINE__ENVELOPE__BODY_ERROR) {
+        /* Unauthenticated (anyone can spoof the server's address): only a
+         * hint.  A real version mismatch also shows on the TCP connection,
+         * which does fail the registration. */
         if (env->error->code == PUNCHLINE__ERROR_CODE__BAD_VERSION)
-            ctl_fail(p, PL_ERR_BAD_VERSION, env->error->text);
+            plog(&p->log, PL_LOG_WARN, "rendezvous (UDP): %s", env->error->text);
         return;
     }
     if (env->body_case != PUNCHLINE__ENVELOPE__BODY_UDP_BOUND)

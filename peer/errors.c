@@ -25,7 +25,7 @@ PL_API const char *pl_strerror(int err)
     case PL_ERR_BAD_NAME: return "bad name (1-63 characters of A-Z a-z 0-9 . _ -)";
     case PL_ERR_SERVER_FULL: return "rendezvous server is full";
     case PL_ERR_IDENTITY: return "identity key file unusable (see the log)";
-    case PL_ERR_AUTH: return "peer authentication failed: wrong key or no certificate";
+    case PL_ERR_AUTH: return "authentication failed: wrong key or certificate";
     case PL_ERR_ACCESS: return "the rendezvous refused our key or access token";
     default: return "unknown error";
     }

@@ -184,6 +184,37 @@ PL_API int pl_peer_new(pl_peer **out, const pl_peer_config *cfg)
     } else if (!(p->ident = identity_ephemeral())) {
         goto fail;
     }
+    if (cfg->server_ca_file || cfg->server_fingerprint) {
+        char err[400];
+        uint8_t fp[ID_HASH_LEN];
+        if (cfg->server_ca_file && cfg->server_fingerprint) {
+            plog(&p->log, PL_LOG_ERROR, "give the rendezvous' CA file or its fingerprint, not both");
+            rc = PL_ERR_INVALID;
+            goto fail;
+        }
+        if (cfg->server_fingerprint && identity_parse_id(cfg->server_fingerprint, fp) != 0) {
+            plog(&p->log, PL_LOG_ERROR, "bad rendezvous fingerprint '%s' (want %d base32 characters)",
+                 cfg->server_fingerprint, ID_TEXT_LEN);
+            rc = PL_ERR_INVALID;
+            goto fail;
+        }
+        p->tls_conf = tls_conf_client(cfg->server_ca_file, cfg->server_fingerprint ? fp : NULL, err,
+                                      sizeof(err));
+        if (!p->tls_conf) {
+            plog(&p->log, PL_LOG_ERROR, "%s", err);
+            rc = PL_ERR_INVALID;
+            goto fail;
+        }
+        const char *colon = strrchr(cfg->server, ':');
+        size_t hl = colon ? (size_t)(colon - cfg->server) : strlen(cfg->server);
+        if (hl >= 2 && cfg->server[0] == '[' && cfg->server[hl - 1] == ']')
+            p->server_host = strndup(cfg->server + 1, hl - 2);
+        else
+            p->server_host = strndup(cfg->server, hl);
+        if (!p->server_host)
+            goto fail;
+    }
+    p->cfg.server_ca_file = p->cfg.server_fingerprint = NULL; /* used only here */
     plog(&p->log, PL_LOG_INFO, "peer id %s (%s)", identity_id(p->ident),
          cfg->identity_file ? cfg->identity_file : "ephemeral key");
     int pr = netaddr_parse(cfg->server, &p->server, true);
@@ -261,6 +292,8 @@ PL_API void pl_peer_free(pl_peer *p)
     free(p->name);
     free(p->bind_str);
     free(p->token_str);
+    free(p->server_host);
+    tls_conf_free(p->tls_conf);
     identity_free(p->ident);
     free(p);
 }

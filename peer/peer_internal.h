@@ -9,6 +9,7 @@
 #include "frame.h"
 #include "identity.h"
 #include "secure.h"
+#include "tls_stream.h"
 #include "log.h"
 #include "names.h"
 #include "pathsel.h"
@@ -22,6 +23,7 @@
 enum ctl_state {
     CTL_CONNECTING = 0,   /* TCP connect in progress */
     CTL_HELLO,            /* connected, waiting for ServerHello (the nonce to sign) */
+    CTL_TLS,              /* TLS handshake with the rendezvous */
     CTL_REGISTERING,      /* Register sent, waiting for RegisterResult */
     CTL_BINDING,          /* sending UdpBind until UdpBound */
     CTL_REGISTERED,
@@ -106,6 +108,9 @@ struct pl_peer {
     pl_logger log;
     char *server_str, *name, *bind_str, *token_str;
     identity *ident;          /* our key; never NULL after pl_peer_new */
+    tls_conf *tls_conf;       /* TLS to the rendezvous configured, else NULL */
+    tls_stream *tls;          /* the control connection's TLS session */
+    char *server_host;        /* host part of cfg->server (TLS name check) */
     pl_peer_config cfg;       /* strings point at the copies above */
     netaddr server;
     int udp_fd;

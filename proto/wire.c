@@ -68,7 +68,9 @@ int wire_validate(const Punchline__Envelope *e)
               check_text(e->register_result->server_version, WIRE_MAX_TEXT);
         break;
     case PUNCHLINE__ENVELOPE__BODY_KEEPALIVE:
+        break;
     case PUNCHLINE__ENVELOPE__BODY_UDP_BIND:
+        bad = e->udp_bind->padding.len > WIRE_MAX_PADDING;
         break;
     case PUNCHLINE__ENVELOPE__BODY_UDP_BOUND:
         bad = check_endpoint(e->udp_bound->observed_udp, 1);
@@ -190,6 +192,28 @@ int wire_encode_udp(Punchline__Envelope *env, uint8_t *out, size_t cap)
         return n;
     out[0] = WIRE_UDP_MARKER;
     return n + 1;
+}
+
+int wire_encode_udp_bind(uint64_t token, uint64_t challenge, uint8_t *out, size_t cap)
+{
+    static uint8_t zeros[WIRE_MAX_PADDING];
+    Punchline__UdpBind ub = PUNCHLINE__UDP_BIND__INIT;
+    ub.udp_token = token;
+    ub.challenge = challenge;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.version = WIRE_VERSION;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_UDP_BIND;
+    env.udp_bind = &ub;
+    /* marker + envelope without padding; the padding field then costs a tag
+     * byte and a one-byte length (< 128) on top of its contents.  A gap of
+     * 1 cannot be filled exactly: one byte more than needed is fine. */
+    size_t bare = 1 + punchline__envelope__get_packed_size(&env);
+    if (bare < WIRE_UDPBIND_MIN) {
+        size_t gap = WIRE_UDPBIND_MIN - bare;
+        ub.padding.data = zeros;
+        ub.padding.len = gap > 2 ? gap - 2 : 1;
+    }
+    return wire_encode_udp(&env, out, cap);
 }
 
 const char *wire_body_name(const Punchline__Envelope *env)

@@ -37,6 +37,18 @@
 #define WIRE_NONCE_LEN 32        /* ServerHello.nonce */
 #define WIRE_KEY_HASH_LEN 32     /* PunchStart.peer_key_hash */
 
+/* Anti-amplification (docs/PROTOCOL.md 3): the server never answers a UDP
+ * datagram with a larger punchline datagram, so a UdpBind is padded up to
+ * the size of the largest UdpBound it can get back:
+ *   marker 1 + version 2 + body tag/len 2 + observed_udp tag/len 2
+ *   + ip tag/len 2 + 16 (IPv6) + port tag 1 + varint 3 (65535)
+ *   + challenge tag 1 + fixed64 8                           = 38 bytes.
+ * WIRE_UDPBIND_MIN adds a margin (an optional field a later server might
+ * add to UdpBound).  tests/unit/proto/test_wire.c encodes the worst case. */
+#define WIRE_UDPBOUND_MAX 38
+#define WIRE_UDPBIND_MIN 48
+#define WIRE_MAX_PADDING 64      /* UdpBind.padding */
+
 enum wire_class { WIRE_CLASS_UNKNOWN = 0, WIRE_CLASS_STUN, WIRE_CLASS_DTLS, WIRE_CLASS_PUNCHLINE,
                   WIRE_CLASS_RELAY };
 
@@ -68,6 +80,11 @@ int wire_encode(Punchline__Envelope *env, uint8_t *out, size_t cap);
 int wire_encode_udp(Punchline__Envelope *env, uint8_t *out, size_t cap);
 
 const char *wire_body_name(const Punchline__Envelope *env);
+
+/* Encode the UDP datagram UdpBind{token, challenge}, padded with zero bytes
+ * to WIRE_UDPBIND_MIN so that the server may answer it (PROTOCOL.md 3).
+ * Returns bytes written or WIRE_E_NOSPACE. */
+int wire_encode_udp_bind(uint64_t token, uint64_t challenge, uint8_t *out, size_t cap);
 
 /* Relay header: write it in front of an inner datagram (buf needs
  * WIRE_RELAY_HDR bytes), or read the session id of a relayed datagram

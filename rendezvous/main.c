@@ -1,6 +1,7 @@
 /* punchline-rendezvous: the rendezvous server binary. */
 #include <ev.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -9,9 +10,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "identity.h"
 #include "names.h"
 #include "punchline/punchline.h"
 #include "server.h"
+#include "tls_stream.h"
 #include "token.h"
 
 static void usage(FILE *f)
@@ -53,6 +56,17 @@ static void usage(FILE *f)
             "                           without serving (needs --auth-secret)\n"
             "      --token-ttl SEC      lifetime of a minted token (default 86400; at most\n"
             "                           31536000, one year)\n"
+            "\n"
+            "TLS on the control connection (peers opt in; relay connections stay plain TCP,\n"
+            "they carry only end-to-end encrypted records):\n"
+            "      --tls-key FILE       private key (PEM).  Alone: an ECDSA P-256 key, created\n"
+            "                           (mode 0600) if missing, with a self-signed certificate\n"
+            "                           made at start: peers pin its --show-fingerprint\n"
+            "      --tls-cert FILE      certificate chain (PEM, leaf first) for --tls-key, e.g.\n"
+            "                           from a CA the peers trust (--tls-ca on their side)\n"
+            "      --tls-required       refuse registrations outside TLS\n"
+            "      --show-fingerprint   print the TLS key's fingerprint (what peers pin with\n"
+            "                           --tls-fingerprint) and exit\n"
             "\n"
             "  -V, --version            print the version and exit\n"
             "  -h, --help               this help\n"
@@ -121,6 +135,8 @@ int main(int argc, char **argv)
         {"auth-secret", required_argument, 0, 'A'},
         {"mint-token", required_argument, 0, 'T'},
         {"token-ttl", required_argument, 0, 't'},
+        {"tls-cert", required_argument, 0, 'C'}, {"tls-key", required_argument, 0, 'K'},
+        {"tls-required", no_argument, 0, 'Q'}, {"show-fingerprint", no_argument, 0, 'F'},
         {0, 0, 0, 0}};
     server_config cfg = {.log_level = SRV_LOG_INFO};
     cfg.relay.max_sessions = 1000;
@@ -130,7 +146,9 @@ int main(int argc, char **argv)
     cfg.relay.idle_ms = 60000;
     uint64_t size;
     const char *listen = "0.0.0.0:7350";
-    const char *secret_path = NULL, *mint_name = NULL;
+    const char *secret_path = NULL, *mint_name = NULL, *tls_cert = NULL, *tls_key = NULL;
+    bool show_fp = false;
+    tls_conf *tls = NULL;
     unsigned long token_ttl = 86400;
     uint8_t *secret = NULL;
     size_t secret_len = 0;
@@ -208,6 +226,10 @@ int main(int argc, char **argv)
         case 'A':
             secret_path = optarg;
             break;
+        case 'C': tls_cert = optarg; break;
+        case 'K': tls_key = optarg; break;
+        case 'Q': cfg.tls_required = 1; break;
+        case 'F': show_fp = true; break;
         case 'T':
             mint_name = optarg;
             break;
@@ -251,6 +273,33 @@ int main(int argc, char **argv)
                         "(1..%d characters of A-Z a-z 0-9 . _ -)\n", mint_name, NAME_MAX_LEN);
         return 2;
     }
+    if (tls_cert && !tls_key) {
+        fprintf(stderr, "punchline-rendezvous: --tls-cert needs --tls-key\n");
+        return 2;
+    }
+    if ((cfg.tls_required || show_fp) && !tls_key) {
+        fprintf(stderr, "punchline-rendezvous: --tls-required and --show-fingerprint need --tls-key\n");
+        return 2;
+    }
+    if (tls_key) {
+        char terr[512];
+        tls = tls_cert ? tls_conf_server(tls_cert, tls_key, terr, sizeof(terr))
+                       : tls_conf_server_key(tls_key, terr, sizeof(terr));
+        if (!tls) {
+            fprintf(stderr, "punchline-rendezvous: %s\n", terr);
+            return 2;
+        }
+        cfg.tls = tls;
+        if (show_fp) {
+            uint8_t h[ID_HASH_LEN];
+            char id[ID_TEXT_LEN + 1];
+            tls_conf_fingerprint(tls, h);
+            identity_format_id(h, id);
+            printf("%s\n", id);
+            tls_conf_free(tls);
+            return 0;
+        }
+    }
     if (secret_path) {
         char serr[512];
         struct stat st;
@@ -284,6 +333,7 @@ int main(int argc, char **argv)
     if (!s) {
         fprintf(stderr, "punchline-rendezvous: %s\n", err);
         free(secret);
+        tls_conf_free(tls);
         return 1;
     }
     char as[NETADDR_STRLEN];
@@ -295,6 +345,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "punchline-rendezvous: relay off\n");
     if (cfg.auth_secret)
         fprintf(stderr, "punchline-rendezvous: registration needs a token (--auth-secret)\n");
+    if (tls) {
+        uint8_t h[ID_HASH_LEN];
+        char id[ID_TEXT_LEN + 1];
+        tls_conf_fingerprint(tls, h);
+        identity_format_id(h, id);
+        fprintf(stderr, "punchline-rendezvous: TLS %s on the control connection; fingerprint %s\n",
+                cfg.tls_required ? "required" : "offered", id);
+    }
     ev_signal sint, sterm, susr1;
     ev_signal_init(&susr1, on_usr1, SIGUSR1);
     susr1.data = s;
@@ -305,7 +363,8 @@ int main(int argc, char **argv)
     ev_signal_start(loop, &sterm);
     ev_run(loop, 0);
     server_free(s);
-    free(secret); /* after the server: it borrowed the secret */
+    free(secret); /* after the server: it borrowed the secret and the TLS setup */
+    tls_conf_free(tls);
     ev_loop_destroy(loop);
     return 0;
 }

@@ -13,6 +13,8 @@ struct ev_loop;
 enum srv_log_level { SRV_LOG_ERROR = 0, SRV_LOG_WARN, SRV_LOG_INFO, SRV_LOG_DEBUG,
                      SRV_LOG_STATS /* counters on request: printed at every level */ };
 
+struct tls_conf;
+
 typedef struct server_config {
     netaddr listen;              /* TCP and UDP on this address */
     int log_level;               /* SRV_LOG_*; messages go to stderr */
@@ -23,6 +25,8 @@ typedef struct server_config {
     size_t max_conns;            /* open control connections; 0 = 15000 */
     int relay_off;               /* 1: offer no relay (ConnectRequest RELAY gets UNSUPPORTED) */
     relay_limits relay;          /* see relay.h for defaults */
+    const struct tls_conf *tls;  /* non-NULL: control connections may run TLS (borrowed) */
+    int tls_required;            /* 1: refuse a Register outside TLS */
     const uint8_t *auth_secret;  /* non-NULL: Register needs a valid token (token.h); */
     size_t auth_secret_len;      /* borrowed: must outlive the server */
 } server_config;

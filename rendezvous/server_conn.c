@@ -14,10 +14,31 @@
 #include "crypto.h"
 #include "identity.h"
 #include "timeutil.h"
+#include "tls_stream.h"
 #include "token.h"
 
 static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents);
+
+/* The nonce a Register on this connection must sign.  Sent at accept, so it
+ * costs no round trip (it crosses the peer's first frame); sent again, with
+ * a fresh nonce, inside TLS when the peer switches to TLS. */
+static void send_hello(srv_conn *c)
+{
+    server *s = c->srv;
+    srv_random_bytes(c->nonce, sizeof(c->nonce));
+    Punchline__ServerHello sh = PUNCHLINE__SERVER_HELLO__INIT;
+    sh.nonce.data = c->nonce;
+    sh.nonce.len = sizeof(c->nonce);
+    sh.server_version = "punchline-rendezvous/" PL_VERSION_STRING;
+    sh.token_required = s->cfg.auth_secret != NULL;
+    sh.tls_available = s->cfg.tls != NULL;
+    sh.tls_required = s->cfg.tls_required;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_SERVER_HELLO;
+    env.server_hello = &sh;
+    srv_conn_send(c, &env);
+}
 
 void srv_conn_accept(server *s, int fd, const netaddr *remote)
 {
@@ -43,18 +64,7 @@ void srv_conn_accept(server *s, int fd, const netaddr *remote)
     char as[NETADDR_STRLEN];
     netaddr_format(remote, as, sizeof(as));
     srv_log(s, SRV_LOG_DEBUG, "connection from %s", as);
-    /* The nonce a Register on this connection must sign (sent at once, so
-     * it costs no round trip: it crosses the peer's first frame). */
-    srv_random_bytes(c->nonce, sizeof(c->nonce));
-    Punchline__ServerHello sh = PUNCHLINE__SERVER_HELLO__INIT;
-    sh.nonce.data = c->nonce;
-    sh.nonce.len = sizeof(c->nonce);
-    sh.server_version = "punchline-rendezvous/" PL_VERSION_STRING;
-    sh.token_required = s->cfg.auth_secret != NULL;
-    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
-    env.body_case = PUNCHLINE__ENVELOPE__BODY_SERVER_HELLO;
-    env.server_hello = &sh;
-    srv_conn_send(c, &env); /* may free c on a send error: nothing after this */
+    send_hello(c); /* may free c on a send error: nothing after this */
 }
 
 void srv_conn_free(srv_conn *c)
@@ -67,6 +77,7 @@ void srv_conn_free(srv_conn *c)
     }
     ev_io_stop(s->loop, &c->rio);
     ev_io_stop(s->loop, &c->wio);
+    tls_stream_free(c->tls);
     close(c->fd);
     frame_reader_reset(&c->fr);
     free(c->out);
@@ -97,12 +108,50 @@ void srv_conn_close_after_flush(srv_conn *c)
     ev_io_start(c->srv->loop, &c->wio);
 }
 
+/* Drive the TLS handshake; when done, greet again inside TLS.  Returns 0,
+ * or -1 if the connection was freed. */
+static int tls_step(srv_conn *c)
+{
+    int rc = tls_stream_handshake(c->tls);
+    if (rc == TLS_WANT_READ) {
+        ev_io_stop(c->srv->loop, &c->wio);
+        return 0;
+    }
+    if (rc == TLS_WANT_WRITE) {
+        ev_io_start(c->srv->loop, &c->wio);
+        return 0;
+    }
+    if (rc < 0) {
+        char as[NETADDR_STRLEN];
+        netaddr_format(&c->remote, as, sizeof(as));
+        srv_log(c->srv, SRV_LOG_DEBUG, "TLS handshake with %s failed: %s", as, tls_stream_error(c->tls));
+        srv_conn_free(c);
+        return -1;
+    }
+    c->tls_hs = false;
+    c->out_len = 0; /* anything queued in plaintext is void now */
+    send_hello(c);  /* may free c */
+    return -1;      /* the caller must not touch c again either way */
+}
+
 /* Returns 0, or -1 if the connection was freed. */
 static int conn_flush(srv_conn *c)
 {
+    if (c->tls && c->tls_hs)
+        return tls_step(c);
     while (c->out_len) {
-        ssize_t n = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL);
-        if (n < 0) {
+        ssize_t n;
+        if (c->tls) {
+            n = tls_stream_write(c->tls, c->out, c->out_len);
+            if (n == TLS_WANT_WRITE || n == TLS_WANT_READ) {
+                ev_io_start(c->srv->loop, &c->wio);
+                return 0;
+            }
+            if (n < 0) {
+                srv_conn_free(c);
+                return -1;
+            }
+        } else if ((n = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL)) < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 ev_io_start(c->srv->loop, &c->wio);
                 return 0;
@@ -223,6 +272,13 @@ static void handle_register(srv_conn *c, const Punchline__Register *m)
     server *s = c->srv;
     if (c->peer) {
         srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__MALFORMED, 0, "already registered");
+        srv_conn_close_after_flush(c);
+        return;
+    }
+    if (s->cfg.tls_required && !c->tls) {
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__AUTH_FAILED, 0,
+                            "this rendezvous requires TLS on the control connection "
+                            "(peer: --tls-ca FILE or --tls-fingerprint ID)");
         srv_conn_close_after_flush(c);
         return;
     }
@@ -571,13 +627,47 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     uint8_t buf[16384];
-    ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-        srv_conn_free(c);
+    if (!c->first_seen && c->srv->cfg.tls && !c->peer) {
+        /* A TLS ClientHello record starts with 0x16; a punchline frame with
+         * a length byte of 0 (frames are at most 16384 bytes). */
+        uint8_t b;
+        ssize_t k = recv(c->fd, &b, 1, MSG_PEEK);
+        if (k == 1 && b == 0x16 && !c->out_len) {
+            c->tls = tls_stream_new(c->srv->cfg.tls, c->fd, NULL);
+            if (!c->tls) {
+                srv_conn_free(c);
+                return;
+            }
+            c->tls_hs = true;
+        }
+        if (k >= 0)
+            c->first_seen = true;
+    }
+    if (c->tls && c->tls_hs) {
+        tls_step(c);
         return;
     }
-    if (n < 0)
-        return;
+    ssize_t n;
+    if (c->tls) {
+        n = tls_stream_read(c->tls, buf, sizeof(buf));
+        if (n == TLS_WANT_READ || n == TLS_WANT_WRITE)
+            return;
+        if (n <= 0) {
+            srv_conn_free(c);
+            return;
+        }
+        /* mbedTLS may hold more decrypted bytes than one read returned:
+         * libev will not report them, so come back at once. */
+        ev_feed_event(loop, w, EV_READ);
+    } else {
+        n = recv(c->fd, buf, sizeof(buf), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            srv_conn_free(c);
+            return;
+        }
+        if (n < 0)
+            return;
+    }
     size_t off = 0;
     while (off < (size_t)n) {
         size_t used = 0;

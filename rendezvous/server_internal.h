@@ -20,6 +20,9 @@ typedef struct srv_conn {
     frame_reader fr;
     reg_peer *peer;              /* NULL until registered */
     uint8_t nonce[WIRE_NONCE_LEN]; /* ServerHello: signed in Register */
+    struct tls_stream *tls;      /* TLS on this control connection, else NULL */
+    bool tls_hs;                 /* TLS handshake in progress */
+    bool first_seen;             /* the peer's first byte was looked at */
     uint64_t opened_ms;
     uint8_t *out;
     size_t out_len, out_cap;

@@ -12,15 +12,20 @@
 #include "stun.h"
 #include "timeutil.h"
 
-static void udp_reply(server *s, const netaddr *to, Punchline__Envelope *env, size_t req_len)
+/* Answers a punchline datagram of req_len bytes.  The source address of a
+ * UDP datagram is unauthenticated, so a reply larger than its request would
+ * let a spoofer aim more bytes at a victim than it sends itself (RFC 9000
+ * s8.1 allows 3x; punchline's own replies allow 1x, which costs an honest
+ * peer only a padded UdpBind, PROTOCOL.md 3).  A larger reply is dropped,
+ * never cut; false then (the caller may try a smaller one). */
+static bool udp_reply(server *s, const netaddr *to, Punchline__Envelope *env, size_t req_len)
 {
     uint8_t out[WIRE_UDP_MAX];
     int n = wire_encode_udp(env, out, sizeof(out));
-    /* Never answer an unauthenticated datagram with more than 3x its size
-     * (amplification limit, RFC 9000 s8.1 spirit). */
-    if (n < 0 || (size_t)n > 3 * req_len)
-        return;
+    if (n < 0 || (size_t)n > req_len)
+        return false;
     sendto(s->udp_fd, out, (size_t)n, 0, &to->u.sa, to->len);
+    return true;
 }
 
 /* STUN Binding (RFC 8489): any STUN client can learn its server-reflexive
@@ -40,7 +45,9 @@ static size_t handle_stun(const uint8_t *buf, size_t len, const netaddr *from, u
         n = stun_binding_error(&req, 420, "Unknown Attribute", out, STUN_REPLY_MAX);
     else
         n = stun_binding_success(&req, from, out, STUN_REPLY_MAX);
-    /* the same 3x amplification bound as our own replies */
+    /* RFC 9000 s8.1's 3x bound; the largest answers (IPv6 success, 2.2x of
+     * a 20-byte request; 420 naming one attribute, 56 bytes for 24, 2.3x)
+     * stay under it, so this only guards later changes. */
     return n && n <= 3 * len ? n : 0;
 }
 
@@ -71,7 +78,10 @@ static uint64_t bind_cookie(const server *s, uint64_t token, const netaddr *a)
 /* UdpBind: the peer's server-reflexive UDP endpoint.  An address is taken
  * (and relayed traffic follows it) only after it proved it receives: the
  * first UdpBind from a new address gets UdpBound with a challenge, and only
- * a UdpBind echoing it from that address binds (docs/PROTOCOL.md 3). */
+ * a UdpBind echoing it from that address binds (docs/PROTOCOL.md 3).  A
+ * UdpBind smaller than its UdpBound (not padded to WIRE_UDPBIND_MIN) still
+ * binds and refreshes but gets no answer: UdpBound has nothing to leave
+ * out. */
 static void handle_udp_bind(server *s, const Punchline__UdpBind *m, const netaddr *from,
                             size_t req_len)
 {
@@ -143,13 +153,18 @@ static void handle_datagram(server *s, const uint8_t *buf, size_t len, const net
     uint32_t version = 0;
     int rc = wire_decode_udp(buf, len, &env, &version);
     if (rc == WIRE_E_VERSION) {
+        /* 42 bytes with the text, 8 without; a request smaller than that
+         * gets nothing (the code is what programs check, PROTOCOL.md 1.3) */
         Punchline__Error err = PUNCHLINE__ERROR__INIT;
         err.code = PUNCHLINE__ERROR_CODE__BAD_VERSION;
         err.text = "server speaks protocol version 1";
         Punchline__Envelope r = PUNCHLINE__ENVELOPE__INIT;
         r.body_case = PUNCHLINE__ENVELOPE__BODY_ERROR;
         r.error = &err;
-        udp_reply(s, from, &r, len);
+        if (!udp_reply(s, from, &r, len)) {
+            err.text = "";
+            udp_reply(s, from, &r, len);
+        }
         return;
     }
     if (rc != WIRE_OK)

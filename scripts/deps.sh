@@ -17,6 +17,7 @@ PL_DEPS_PACKAGES=(
     python3                                              # NAT-lab self-test probes
     coturn                                               # turnutils_stunclient: STUN interop test
     tcpdump                                              # security lab test: no plaintext on the wire
+    openssl                                              # test CA and certificate for control-connection TLS
 )
 
 # pl_deps_missing: print the packages that are not installed, one per line.

@@ -43,6 +43,7 @@ static void usage(FILE *f)
             "                      [--transport auto|udp|tcp|relay] [--timeout SEC]\n"
             "                      [--keepalive SEC] [--path-timeout SEC] [-v]\n"
             "                      [--identity FILE] [--peer-id ID] [--token TOKEN]\n"
+            "                      [--tls-ca FILE | --tls-fingerprint ID]\n"
             "       punchline-chat --show-id [--identity FILE]\n"
             "\n"
             "Chat with another peer through NATs.  Without --peer, register NAME and wait\n"
@@ -81,6 +82,10 @@ static void usage(FILE *f)
             "      --peer-id ID         accept only a peer whose key has this id, whatever the\n"
             "                           rendezvous says; anything else fails with exit 1\n"
             "      --token TOKEN        access token for a rendezvous run with --auth-secret\n"
+            "      --tls-ca FILE        talk to the rendezvous over TLS, verifying its\n"
+            "                           certificate (and the --server host name) with FILE\n"
+            "      --tls-fingerprint ID talk to the rendezvous over TLS, accepting only its key\n"
+            "                           (punchline-rendezvous --show-fingerprint)\n"
             "  -v, --verbose            more status on stderr (-vv for debug)\n"
             "  -h, --help               this help\n"
             "\n"
@@ -402,8 +407,9 @@ int main(int argc, char **argv)
         {"keepalive", required_argument, 0, 'K'}, {"path-timeout", required_argument, 0, 'P'},
         {"identity", required_argument, 0, 'i'}, {"show-id", no_argument, 0, 'S'},
         {"peer-id", required_argument, 0, 'I'}, {"token", required_argument, 0, 'k'},
+        {"tls-ca", required_argument, 0, 'c'}, {"tls-fingerprint", required_argument, 0, 'f'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
-    const char *identity = NULL, *token = NULL;
+    const char *identity = NULL, *token = NULL, *tls_ca = NULL, *tls_fp = NULL;
     bool show_id = false;
     char idpath[1024], myid[PL_ID_LEN + 1], err[512];
     unsigned long keepalive_s = 0, path_timeout_s = 0;
@@ -418,6 +424,8 @@ int main(int argc, char **argv)
         case 'S': show_id = true; break;
         case 'I': ch.peer_id = optarg; break;
         case 'k': token = optarg; break;
+        case 'c': tls_ca = optarg; break;
+        case 'f': tls_fp = optarg; break;
         case 's': server = optarg; break;
         case 'n': name = optarg; break;
         case 'p': ch.peer_name = optarg; break;
@@ -483,6 +491,10 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (tls_ca && tls_fp) {
+        fprintf(stderr, "punchline-chat: give --tls-ca or --tls-fingerprint, not both\n");
+        return 2;
+    }
     if (!server || !name) {
         fprintf(stderr, "punchline-chat: --server and --name are required (see --help)\n");
         return 2;
@@ -503,6 +515,7 @@ int main(int argc, char **argv)
         .keepalive_ms = (uint32_t)(keepalive_s * 1000),
         .path_timeout_ms = (uint32_t)(path_timeout_s * 1000),
         .identity_file = identity, .auth_token = token,
+        .server_ca_file = tls_ca, .server_fingerprint = tls_fp,
     };
     int rc = pl_peer_new(&ch.peer, &cfg);
     if (rc < 0) {

@@ -141,6 +141,14 @@ typedef struct pl_peer_config {
     /* Access token for a rendezvous started with --auth-secret (minted by
      * `punchline-rendezvous --mint-token NAME`); NULL = none. */
     const char *auth_token;
+    /* TLS on the control connection to the rendezvous (which must run with
+     * --tls-cert/--tls-key).  Set at most one: a CA file (PEM) to verify
+     * the server's certificate chain and host name, or the server key's
+     * fingerprint (`punchline-rendezvous --show-fingerprint`).  Both NULL:
+     * plain TCP (names and candidates visible on the way to the server;
+     * peer-to-peer traffic is end-to-end encrypted either way). */
+    const char *server_ca_file;
+    const char *server_fingerprint;
 
     /* Registration finished (status 0) or failed / lost (status < 0).  After
      * a failure the peer stays usable only for pl_peer_free(). */

@@ -109,13 +109,14 @@ _chat_ss() {
     [ -n "$("${_pre[@]}" ss -Htuln "sport = :$2" 2>/dev/null)" ]
 }
 
-# chat_start_rendezvous WHERE IP PORT [ROLE]: start punchline-rendezvous and
+# chat_start_rendezvous WHERE IP PORT [ROLE [OPTIONS...]]: start punchline-rendezvous and
 # wait until the port is bound. Returns 0 ready, 1 it exited (could not bind;
 # its status is in CHAT_RC[ROLE]), 2 the port never showed up.
 chat_start_rendezvous() {
     local where=$1 ip=$2 port=$3 role=${4:-rendezvous} i
+    shift $(($# < 4 ? $# : 4)) # the rest: extra server options
     chat_spawn "$where" "$role" /dev/null "$CHAT_BIN_DIR/punchline-rendezvous" \
-        --listen "$ip:$port" --log-level debug
+        --listen "$ip:$port" --log-level debug "$@"
     for i in $(seq 100); do
         if ! _chat_alive "$role"; then
             chat_reap "$role"
@@ -267,14 +268,17 @@ chat_talk() {
     : >"$to_callee"
     : >"$to_caller"
 
-    chat_start_chat "$callee_where" "$callee" --server "$rz" --name "$callee" --timeout "$CHAT_T_CONNECT"
+    local extra=() # CHAT_ARGS: more options for both chats (space-separated)
+    read -ra extra <<<"${CHAT_ARGS:-}"
+    chat_start_chat "$callee_where" "$callee" --server "$rz" --name "$callee" --timeout "$CHAT_T_CONNECT" \
+        "${extra[@]}"
     if ! chat_wait_grep "$callee" err registered "$CHAT_T_REGISTER"; then
         chat_fail "$callee did not print 'registered' within ${CHAT_T_REGISTER}s"
         return 1
     fi
     chat_pass "$callee registered"
     chat_start_chat "$caller_where" "$caller" --server "$rz" --name "$caller" --peer "$callee" \
-        --transport "${CHAT_TRANSPORT:-udp}" --timeout "$CHAT_T_CONNECT"
+        --transport "${CHAT_TRANSPORT:-udp}" --timeout "$CHAT_T_CONNECT" "${extra[@]}"
 
     local ok=1
     chat_wait_grep "$caller" err '^connected ' "$CHAT_T_CONNECT" || { chat_fail "$caller not connected within ${CHAT_T_CONNECT}s"; ok=0; }

@@ -68,7 +68,7 @@ static Punchline__Envelope *recv_env(int fd);
 /* Connect and read the ServerHello every connection starts with. */
 static int tcp_client(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = socket(srv_addr.u.sa.sa_family, SOCK_STREAM, 0);
     cr_assert_geq(fd, 0);
     cr_assert_lt(fd, 4096);
     cr_assert_eq(connect(fd, &srv_addr.u.sa, srv_addr.len), 0, "connect: %s", strerror(errno));
@@ -189,17 +189,12 @@ static Punchline__RegisterResult *do_register(int fd, const char *name, Punchlin
 }
 
 /* Bind the UDP side of a registration; returns the UDP socket. */
-/* Send UdpBind{token, challenge} from u; return the UdpBound (caller frees). */
+/* Send UdpBind{token, challenge}, padded as a peer pads it, from u; return
+ * the UdpBound (caller frees). */
 static Punchline__Envelope *udp_bind_once(int u, uint64_t token, uint64_t challenge)
 {
-    Punchline__UdpBind ub = PUNCHLINE__UDP_BIND__INIT;
-    ub.udp_token = token;
-    ub.challenge = challenge;
-    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
-    env.body_case = PUNCHLINE__ENVELOPE__BODY_UDP_BIND;
-    env.udp_bind = &ub;
-    uint8_t buf[64];
-    int n = wire_encode_udp(&env, buf, sizeof(buf));
+    uint8_t buf[WIRE_UDPBIND_MIN + 16];
+    int n = wire_encode_udp_bind(token, challenge, buf, sizeof(buf));
     cr_assert_eq(sendto(u, buf, (size_t)n, 0, &srv_addr.u.sa, srv_addr.len), n);
     cr_assert(pump_until_readable(u, 3000), "no UdpBound");
     uint8_t in[WIRE_UDP_MAX];
@@ -207,7 +202,7 @@ static Punchline__Envelope *udp_bind_once(int u, uint64_t token, uint64_t challe
     Punchline__Envelope *rep = NULL;
     cr_assert_eq(wire_decode_udp(in, (size_t)r, &rep, NULL), WIRE_OK);
     cr_assert_eq(rep->body_case, PUNCHLINE__ENVELOPE__BODY_UDP_BOUND);
-    cr_assert_leq((size_t)r, 3 * (size_t)n, "UdpBound larger than 3x its request");
+    cr_assert_leq((size_t)r, (size_t)n, "UdpBound larger than its request");
     return rep;
 }
 
@@ -509,6 +504,207 @@ Test(rendezvous, stun_binding_requests_are_answered)
     sendto(u, badfp, sizeof(badfp), 0, &srv_addr.u.sa, srv_addr.len);
     cr_assert_not(pump_until_readable(u, 300), "answered a request with a bad FINGERPRINT");
     close(u);
+}
+
+/* ---- anti-amplification (docs/PROTOCOL.md 3 and 3.1) --------------------- */
+
+/* A UDP socket on the loopback address of the server's family. */
+static int udp_socket(void)
+{
+    int fam = srv_addr.u.sa.sa_family;
+    int u = socket(fam, SOCK_DGRAM, 0);
+    cr_assert_geq(u, 0);
+    netaddr a;
+    cr_assert_eq(netaddr_parse(fam == AF_INET ? "127.0.0.1:0" : "[::1]:0", &a, false), 0);
+    cr_assert_eq(bind(u, &a.u.sa, a.len), 0, "bind: %s", strerror(errno));
+    return u;
+}
+
+/* Sends req (n bytes) from u and checks whatever comes back against the
+ * bound of PROTOCOL.md 3: a punchline reply at most 1x its request, a STUN
+ * reply at most 3x (RFC 9000 s8.1).  want is the reply expected: a body
+ * case for punchline, a STUN message type, or 0 for none.  Returns the reply
+ * length (0: none), the reply in in[0..1500). */
+static size_t amp_check(const char *what, int u, const uint8_t *req, size_t n, int want,
+                        uint8_t *in)
+{
+    cr_assert_eq(sendto(u, req, n, 0, &srv_addr.u.sa, srv_addr.len), (ssize_t)n);
+    size_t r = 0;
+    /* a reply comes within a few ms on loopback; "none" waits 300 */
+    if (pump_until_readable(u, want ? 3000 : 300)) {
+        ssize_t got = recv(u, in, 1500, 0);
+        cr_assert_gt(got, 0);
+        r = (size_t)got;
+    }
+    bool stun = n > 0 && req[0] <= 3;
+    cr_log_info("%-44s request %3zu B, reply %3zu B, %.2fx", what, n, r, (double)r / (double)n);
+    cr_assert_leq(r, (stun ? 3 : 1) * n, "%s: %zu-byte reply to %zu bytes", what, r, n);
+    if (!want) {
+        cr_assert_eq(r, 0, "%s: answered", what);
+        return 0;
+    }
+    cr_assert_gt(r, 0, "%s: no reply", what);
+    if (stun) {
+        stun_msg m;
+        cr_assert_eq(stun_parse(in, r, &m), STUN_OK, "%s", what);
+        cr_assert_eq(m.type, want, "%s: STUN type %04x", what, m.type);
+        cr_assert_eq(memcmp(m.tid, req + 8, 12), 0);
+    } else {
+        Punchline__Envelope *e = NULL;
+        cr_assert_eq(wire_decode_udp(in, r, &e, NULL), WIRE_OK, "%s", what);
+        cr_assert_eq((int)e->body_case, want, "%s: got %s", what, wire_body_name(e));
+        wire_free(e);
+    }
+    return r;
+}
+
+/* The challenge of the UdpBound in in[0..n). */
+static uint64_t bound_challenge(const uint8_t *in, size_t n)
+{
+    Punchline__Envelope *e = NULL;
+    cr_assert_eq(wire_decode_udp(in, n, &e, NULL), WIRE_OK);
+    uint64_t ch = e->udp_bound->challenge;
+    wire_free(e);
+    return ch;
+}
+
+/* A STUN Binding request with nu unknown comprehension-required attributes
+ * (empty values), FINGERPRINT last if fp; returns its length. */
+static size_t stun_request(uint8_t *b, uint8_t tid, size_t nu, bool fp)
+{
+    size_t n = STUN_HEADER;
+    memset(b, 0, 128);
+    b[1] = 0x01; /* Binding request */
+    b[4] = 0x21, b[5] = 0x12, b[6] = 0xa4, b[7] = 0x42;
+    memset(b + 8, tid, 12);
+    for (size_t i = 0; i < nu; i++, n += 4)
+        b[n] = 0x7f, b[n + 1] = (uint8_t)i; /* 0x7f0i, length 0 */
+    if (fp) {
+        size_t body = n + 8 - STUN_HEADER;
+        b[2] = (uint8_t)(body >> 8), b[3] = (uint8_t)body;
+        b[n] = 0x80, b[n + 1] = 0x28, b[n + 3] = 4;
+        uint32_t crc = stun_fingerprint(b, n);
+        b[n + 4] = (uint8_t)(crc >> 24), b[n + 5] = (uint8_t)(crc >> 16);
+        b[n + 6] = (uint8_t)(crc >> 8), b[n + 7] = (uint8_t)crc;
+        return n + 8;
+    }
+    b[2] = (uint8_t)((n - STUN_HEADER) >> 8), b[3] = (uint8_t)(n - STUN_HEADER);
+    return n;
+}
+
+/* Every kind of unauthenticated datagram the server answers, and its
+ * nearest neighbours that it must not answer.  Each reply is checked
+ * against its bound; the honest, padded UdpBind must get its UdpBound (so
+ * the bound cannot hold by the server going quiet). */
+static void amplification_cases(void)
+{
+    const int BOUND = PUNCHLINE__ENVELOPE__BODY_UDP_BOUND, ERR = PUNCHLINE__ENVELOPE__BODY_ERROR;
+    int fd = tcp_client();
+    Punchline__Envelope *keep;
+    uint64_t token = do_register(fd, "amp", &keep)->udp_token;
+    wire_free(keep);
+    uint8_t req[128], in[1500];
+    size_t n, r;
+
+    /* the smallest UdpBind a client can send (14 bytes, no padding): its
+     * challenge reply would be 26 (IPv4) or 38 (IPv6) bytes, so none */
+    Punchline__UdpBind ub = PUNCHLINE__UDP_BIND__INIT;
+    ub.udp_token = token;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_UDP_BIND;
+    env.udp_bind = &ub;
+    int small = wire_encode_udp(&env, req, sizeof(req));
+    cr_assert_eq(small, 14);
+    int u = udp_socket();
+    amp_check("UdpBind unpadded, new address", u, req, (size_t)small, 0, in);
+
+    /* the peer's padded UdpBind: challenge, then bound, then a refresh */
+    n = (size_t)wire_encode_udp_bind(token, 0, req, sizeof(req));
+    cr_assert_eq(n, WIRE_UDPBIND_MIN);
+    r = amp_check("UdpBind padded, new address (challenge)", u, req, n, BOUND, in);
+    uint64_t ch = bound_challenge(in, r);
+    cr_assert_neq(ch, 0, "a new address gets a challenge");
+    n = (size_t)wire_encode_udp_bind(token, ch, req, sizeof(req));
+    r = amp_check("UdpBind padded, challenge echoed (bound)", u, req, n, BOUND, in);
+    cr_assert_eq(bound_challenge(in, r), 0, "the honest peer is bound");
+    n = (size_t)wire_encode_udp_bind(token, 0, req, sizeof(req));
+    r = amp_check("UdpBind padded, refresh", u, req, n, BOUND, in);
+    cr_assert_eq(bound_challenge(in, r), 0);
+    /* an unpadded refresh from the bound address: UdpBound (17/29 bytes)
+     * would be larger than 14, so none */
+    wire_encode_udp(&env, req, sizeof(req));
+    amp_check("UdpBind unpadded, bound address (refresh)", u, req, (size_t)small, 0, in);
+    n = (size_t)wire_encode_udp_bind(token ^ 0x5a5a, 0, req, sizeof(req));
+    amp_check("UdpBind padded, unknown token", u, req, n, 0, in);
+
+    /* another protocol version: Error{BAD_VERSION} with its text (42 bytes)
+     * when the request is that large, without (8) when it is not, none
+     * below 8 bytes */
+    n = (size_t)wire_encode_udp_bind(token, 0, req, sizeof(req));
+    cr_assert(req[1] == 0x08 && req[2] == WIRE_VERSION, "version is the first field");
+    req[2] = 2;
+    r = amp_check("version 2, padded UdpBind", u, req, n, ERR, in);
+    cr_assert_eq(r, 42);
+    wire_encode_udp(&env, req, sizeof(req));
+    req[2] = 2;
+    r = amp_check("version 2, unpadded UdpBind", u, req, (size_t)small, ERR, in);
+    cr_assert_eq(r, 8, "BAD_VERSION without its text");
+    const uint8_t v2[] = {WIRE_UDP_MARKER, 0x08, 0x02};
+    amp_check("version 2, envelope alone", u, v2, sizeof(v2), 0, in);
+
+    /* malformed punchline datagrams are never answered over UDP */
+    const uint8_t bad[] = {WIRE_UDP_MARKER, 0xff, 0xff};
+    amp_check("malformed punchline, 3 B", u, bad, sizeof(bad), 0, in);
+    memset(req, 0xff, sizeof(req));
+    req[0] = WIRE_UDP_MARKER;
+    amp_check("malformed punchline, 128 B", u, req, sizeof(req), 0, in);
+    /* a UdpBind with 65 padding bytes: out of bounds */
+    uint8_t zeros[WIRE_MAX_PADDING + 1] = {0};
+    ub.padding.data = zeros;
+    ub.padding.len = sizeof(zeros);
+    n = (size_t)wire_encode_udp(&env, req, sizeof(req));
+    amp_check("UdpBind, padding over 64 bytes", u, req, n, 0, in);
+
+    /* STUN (RFC 8489), at most 3x: success 32/44 bytes for 20 */
+    n = stun_request(req, 1, 0, false);
+    amp_check("STUN Binding", u, req, n, STUN_BINDING_SUCCESS, in);
+    n = stun_request(req, 2, 0, true);
+    amp_check("STUN Binding + FINGERPRINT", u, req, n, STUN_BINDING_SUCCESS, in);
+    n = stun_request(req, 3, 1, false);
+    amp_check("STUN unknown attribute (420)", u, req, n, STUN_BINDING_ERROR, in);
+    n = stun_request(req, 4, 1, true);
+    amp_check("STUN unknown attribute + FINGERPRINT (420)", u, req, n, STUN_BINDING_ERROR, in);
+    n = stun_request(req, 5, STUN_MAX_UNKNOWN + 2, false);
+    amp_check("STUN 10 unknown attributes (420)", u, req, n, STUN_BINDING_ERROR, in);
+
+    /* relayed datagram for a session that does not exist; DTLS; unknown */
+    wire_relay_header(req, 0x1234567890abcdefULL);
+    req[WIRE_RELAY_HDR] = WIRE_UDP_MARKER;
+    amp_check("relay header, unknown session", u, req, WIRE_RELAY_HDR + 1, 0, in);
+    const uint8_t dtls[] = {22, 0xfe, 0xfd, 0, 0}, other[] = {0x99, 1, 2, 3};
+    amp_check("DTLS record", u, dtls, sizeof(dtls), 0, in);
+    amp_check("unknown first byte", u, other, sizeof(other), 0, in);
+    close(u);
+    close(fd);
+}
+
+Test(rendezvous, udp_replies_never_amplify)
+{
+    amplification_cases();
+}
+
+/* The same over IPv6, where UdpBound is largest (38 bytes with a challenge). */
+Test(rendezvous, udp_replies_never_amplify_ipv6)
+{
+    server_free(srv);
+    server_config cfg = {.log_level = SRV_LOG_ERROR, .register_deadline_ms = 1000};
+    cr_assert_eq(netaddr_parse("[::1]:0", &cfg.listen, false), 0);
+    char err[256];
+    srv = server_new(loop, &cfg, err, sizeof(err));
+    if (!srv)
+        cr_skip_test("no IPv6 loopback here: %s", err);
+    server_local_addr(srv, &srv_addr);
+    amplification_cases();
 }
 
 /* ---- relay (docs/PROTOCOL.md 5) ----------------------------------------- */

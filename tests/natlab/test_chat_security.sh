@@ -8,7 +8,8 @@
 #
 # 1. A packet capture on the public network during chats over direct-udp,
 #    direct-tcp and the relay holds none of the chat text (and does hold the
-#    plaintext registration names: the capture itself works).
+#    plaintext registration names: the capture itself works); with the
+#    control connection over TLS not even the names cross in clear.
 # 2. Pinning: --peer-id with the right id connects and the verified id is
 #    the one the peer printed; an impostor registered under the name (a
 #    dishonest or tricked rendezvous) is refused with exit 1.
@@ -56,6 +57,17 @@ for tr in udp tcp relay; do
     chat_log "--- capture during a chat over $tr"
     chat_talk "$RZ" alice "c$tr-alice" "$sees_a" bob "c$tr-bob" "$sees_b" || true
 done
+# The control connection over TLS (a second rendezvous, TLS required):
+# then not even the names cross in clear.
+tls_fp=$("$CHAT_BIN_DIR/punchline-rendezvous" --tls-key "$CHAT_WORK/rz-tls.pem" --show-fingerprint)
+if chat_start_rendezvous inet 203.0.113.1 7351 rz-tls --tls-key "$CHAT_WORK/rz-tls.pem" --tls-required; then
+    export CHAT_PATH=direct-udp CHAT_TRANSPORT=udp CHAT_ARGS="--tls-fingerprint $tls_fp"
+    chat_log "--- capture during a chat whose control connections run TLS"
+    chat_talk 203.0.113.1:7351 alice "secretname-alice" 203.0.113.12 bob "secretname-bob" 203.0.113.11 || true
+    unset CHAT_ARGS
+else
+    chat_fail "the TLS rendezvous did not come up on 203.0.113.1:7351"
+fi
 unset CHAT_PATH CHAT_TRANSPORT
 sleep 0.5
 kill -INT "${CHAT_PID[capture]}" 2>/dev/null || true
@@ -74,7 +86,12 @@ if grep -aq "cudp-alice" "$pcap"; then
 else
     chat_fail "capture does not even contain the registered names: the check below would prove nothing"
 fi
-for text in "hello, cudp-bob" "hello, ctcp-bob" "hello, crelay-bob" "last words from" "line 3 from"; do
+if grep -aq "secretname-" "$pcap"; then
+    chat_fail "a peer name registered over TLS is visible on the wire"
+else
+    chat_pass "names registered over TLS are not on the wire"
+fi
+for text in "hello, secretname-bob" "hello, cudp-bob" "hello, ctcp-bob" "hello, crelay-bob" "last words from" "line 3 from"; do
     if grep -aq -- "$text" "$pcap"; then
         chat_fail "chat text '$text' is visible on the wire"
     else

@@ -951,3 +951,72 @@ Test(udp, encode_nospace)
     cr_assert_eq(wire_encode_udp(&f.env, buf, (size_t)n + 1), n + 1);
     cr_assert_eq(buf[0], WIRE_UDP_MARKER);
 }
+
+/* ---- anti-amplification: UdpBind padding (PROTOCOL.md 3) ---------------- */
+
+/* WIRE_UDPBOUND_MAX is what the worst UdpBound really encodes to: IPv6
+ * endpoint, a three-byte port varint, a challenge.  A padded UdpBind is at
+ * least that large, so the server's "reply <= request" rule answers it. */
+Test(udp, udp_bound_max_is_the_worst_case)
+{
+    uint8_t ip[16];
+    memset(ip, 0xfe, sizeof(ip));
+    Punchline__Endpoint ep = PUNCHLINE__ENDPOINT__INIT;
+    ep.ip.data = ip;
+    ep.ip.len = 16;
+    ep.port = 65535;
+    Punchline__UdpBound ub = PUNCHLINE__UDP_BOUND__INIT;
+    ub.observed_udp = &ep;
+    ub.challenge = UINT64_MAX;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_UDP_BOUND;
+    env.udp_bound = &ub;
+    uint8_t buf[WIRE_UDP_MAX];
+    cr_assert_eq(wire_encode_udp(&env, buf, sizeof(buf)), WIRE_UDPBOUND_MAX);
+    cr_assert_lt(WIRE_UDPBOUND_MAX, WIRE_UDPBIND_MIN, "the margin");
+}
+
+/* Every UdpBind comes out exactly WIRE_UDPBIND_MIN bytes, decodes, carries
+ * its token and challenge, and pads with zeros only. */
+Test(udp, udp_bind_is_padded_to_the_minimum)
+{
+    const uint64_t vals[] = {0, 1, 0x0123456789abcdefULL, UINT64_MAX};
+    for (size_t i = 0; i < 4; i++) {
+        for (size_t j = 0; j < 4; j++) {
+            uint8_t buf[WIRE_UDPBIND_MIN + 16];
+            int n = wire_encode_udp_bind(vals[i], vals[j], buf, sizeof(buf));
+            cr_assert_eq(n, WIRE_UDPBIND_MIN, "token %zu challenge %zu: %d bytes", i, j, n);
+            Punchline__Envelope *e = NULL;
+            cr_assert_eq(wire_decode_udp(buf, (size_t)n, &e, NULL), WIRE_OK);
+            cr_assert_eq(e->body_case, PUNCHLINE__ENVELOPE__BODY_UDP_BIND);
+            cr_assert_eq(e->udp_bind->udp_token, vals[i]);
+            cr_assert_eq(e->udp_bind->challenge, vals[j]);
+            cr_assert_leq(e->udp_bind->padding.len, WIRE_MAX_PADDING);
+            for (size_t k = 0; k < e->udp_bind->padding.len; k++)
+                cr_assert_eq(e->udp_bind->padding.data[k], 0);
+            wire_free(e);
+            cr_assert_eq(wire_encode_udp_bind(vals[i], vals[j], buf, WIRE_UDPBIND_MIN - 1),
+                         WIRE_E_NOSPACE);
+        }
+    }
+}
+
+/* UdpBind.padding is bounded like every other length (at most 64 bytes). */
+Test(bounds, udp_bind_padding)
+{
+    uint8_t zeros[WIRE_MAX_PADDING + 1] = {0}, buf[256];
+    Punchline__UdpBind ub = PUNCHLINE__UDP_BIND__INIT;
+    ub.udp_token = 7;
+    ub.padding.data = zeros;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.version = WIRE_VERSION;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_UDP_BIND;
+    env.udp_bind = &ub;
+    for (size_t len = WIRE_MAX_PADDING; len <= WIRE_MAX_PADDING + 1; len++) {
+        int want = len <= WIRE_MAX_PADDING ? WIRE_OK : WIRE_E_MALFORMED;
+        ub.padding.len = len;
+        cr_assert_eq(wire_validate(&env), want, "padding %zu", len);
+        size_t n = punchline__envelope__pack(&env, buf);
+        cr_assert_eq(decode(buf, n, NULL), want, "padding %zu", len);
+    }
+}
