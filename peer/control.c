@@ -156,11 +156,14 @@ void ctl_send_connect(pl_peer *p, pl_conn *c)
         conn_finish(c, PL_ERR_SERVER, "control connection down");
 }
 
-static void send_register(pl_peer *p, const Punchline__ServerHello *hello)
+/* Our candidates for the rendezvous: each interface address with the UDP
+ * port and (if TCP punching is on) with the shared TCP port, plus the
+ * reflexive address a STUN server told us (stun_client.c).  Storage in the
+ * caller's arrays (WIRE_MAX_HOST_CANDIDATES each). */
+static size_t fill_candidates(pl_peer *p, Punchline__Candidate *cs, Punchline__Candidate **ptrs,
+                              Punchline__Endpoint *eps, uint8_t (*ips)[16])
 {
-    /* Host candidates: each interface address with the UDP port, and (if
-     * TCP punching is on) with the shared TCP port; half the room each. */
-    enum { HALF = WIRE_MAX_HOST_CANDIDATES / 2 };
+    enum { HALF = (WIRE_MAX_HOST_CANDIDATES - 1) / 2 };
     netaddr hosts[HALF];
     size_t nh = hostaddr_gather(hosts, HALF, p->udp_port);
     if (p->cfg.bind_address) {
@@ -171,10 +174,16 @@ static void send_register(pl_peer *p, const Punchline__ServerHello *hello)
         netaddr_from_sockaddr(&hosts[0], (struct sockaddr *)&ss, sl);
         nh = netaddr_is_usable_candidate(&hosts[0]) ? 1 : 0;
     }
-    Punchline__Candidate cs[WIRE_MAX_HOST_CANDIDATES], *ptrs[WIRE_MAX_HOST_CANDIDATES];
-    Punchline__Endpoint eps[WIRE_MAX_HOST_CANDIDATES];
-    uint8_t ips[WIRE_MAX_HOST_CANDIDATES][16];
     size_t n = 0;
+    if (p->stun_mapped.len) {
+        punchline__candidate__init(&cs[n]);
+        netaddr_to_endpoint(&p->stun_mapped, &eps[n], ips[n]);
+        cs[n].kind = PUNCHLINE__CANDIDATE_KIND__SERVER_REFLEXIVE;
+        cs[n].transport = PUNCHLINE__TRANSPORT__UDP;
+        cs[n].endpoint = &eps[n];
+        ptrs[n] = &cs[n];
+        n++;
+    }
     for (int tcp = 0; tcp <= (p->listen_fd >= 0 ? 1 : 0); tcp++) {
         for (size_t i = 0; i < nh; i++, n++) {
             netaddr a = hosts[i];
@@ -187,6 +196,31 @@ static void send_register(pl_peer *p, const Punchline__ServerHello *hello)
             ptrs[n] = &cs[n];
         }
     }
+    return n;
+}
+
+void ctl_send_candidates(pl_peer *p)
+{
+    if (p->ctl_state < CTL_REGISTERING || p->ctl_state == CTL_FAILED)
+        return; /* Register (still to come) carries them */
+    Punchline__Candidate cs[WIRE_MAX_HOST_CANDIDATES], *ptrs[WIRE_MAX_HOST_CANDIDATES];
+    Punchline__Endpoint eps[WIRE_MAX_HOST_CANDIDATES];
+    uint8_t ips[WIRE_MAX_HOST_CANDIDATES][16];
+    Punchline__Candidates m = PUNCHLINE__CANDIDATES__INIT;
+    m.candidates = ptrs;
+    m.n_candidates = fill_candidates(p, cs, ptrs, eps, ips);
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_CANDIDATES;
+    env.candidates = &m;
+    ctl_send(p, &env);
+}
+
+static void send_register(pl_peer *p, const Punchline__ServerHello *hello)
+{
+    Punchline__Candidate cs[WIRE_MAX_HOST_CANDIDATES], *ptrs[WIRE_MAX_HOST_CANDIDATES];
+    Punchline__Endpoint eps[WIRE_MAX_HOST_CANDIDATES];
+    uint8_t ips[WIRE_MAX_HOST_CANDIDATES][16];
+    size_t n = fill_candidates(p, cs, ptrs, eps, ips);
     Punchline__Register reg = PUNCHLINE__REGISTER__INIT;
     reg.name = p->name;
     reg.client_version = "punchline/" PL_VERSION_STRING;

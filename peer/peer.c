@@ -98,8 +98,13 @@ static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
                 return;
             continue;
         }
-        if ((size_t)n > WIRE_UDP_MAX || wire_classify(buf, (size_t)n) != WIRE_CLASS_PUNCHLINE)
-            continue; /* STUN and DTLS are not used by this version */
+        int cls = (size_t)n > WIRE_UDP_MAX ? WIRE_CLASS_UNKNOWN : wire_classify(buf, (size_t)n);
+        if (cls == WIRE_CLASS_STUN) {
+            stunc_input(p, buf, (size_t)n, &from);
+            continue;
+        }
+        if (cls != WIRE_CLASS_PUNCHLINE)
+            continue; /* DTLS records travel inside Secure envelopes */
         Punchline__Envelope *env = NULL;
         if (wire_decode_udp(buf, (size_t)n, &env, NULL) != WIRE_OK)
             continue;
@@ -258,6 +263,17 @@ PL_API int pl_peer_new(pl_peer **out, const pl_peer_config *cfg)
     ev_io_init(&p->udp_w, udp_read_cb, p->udp_fd, EV_READ);
     p->udp_w.data = p;
     ev_io_start(p->loop, &p->udp_w);
+    if (cfg->stun_server) {
+        if (netaddr_parse(cfg->stun_server, &p->stun_server, true) != 0 ||
+            p->stun_server.u.sa.sa_family != p->server.u.sa.sa_family) {
+            plog(&p->log, PL_LOG_ERROR, "bad STUN server '%s' (want HOST:PORT, same address "
+                                        "family as the rendezvous)", cfg->stun_server);
+            rc = PL_ERR_INVALID;
+            goto fail;
+        }
+        stunc_start(p);
+    }
+    p->cfg.stun_server = NULL; /* used only here */
     rc = ctl_start(p);
     if (rc < 0)
         goto fail;
@@ -283,6 +299,7 @@ PL_API void pl_peer_free(pl_peer *p)
         conn_destroy(c);
     }
     ctl_stop(p);
+    stunc_stop(p);
     peer_listen_stop(p);
     if (p->udp_fd >= 0) {
         ev_io_stop(p->loop, &p->udp_w);

@@ -111,6 +111,14 @@ struct pl_peer {
     tls_conf *tls_conf;       /* TLS to the rendezvous configured, else NULL */
     tls_stream *tls;          /* the control connection's TLS session */
     char *server_host;        /* host part of cfg->server (TLS name check) */
+    /* stun_client.c: reflexive address from a STUN server */
+    bool stun_on;
+    netaddr stun_server;
+    netaddr stun_mapped;      /* len 0 until answered */
+    uint8_t stun_tid[12];
+    int stun_tries;           /* transmissions of the current transaction; 0 = none open */
+    uint32_t stun_rto_ms;
+    ev_timer stun_w;
     pl_peer_config cfg;       /* strings point at the copies above */
     netaddr server;
     int udp_fd;
@@ -157,6 +165,14 @@ int ctl_start(pl_peer *p);
 void ctl_stop(pl_peer *p);
 int ctl_send(pl_peer *p, Punchline__Envelope *env);
 void ctl_send_connect(pl_peer *p, pl_conn *c);
+/* Report our candidates again (after they changed); no-op before Register. */
+void ctl_send_candidates(pl_peer *p);
+
+/* stun_client.c */
+void stunc_start(pl_peer *p);
+void stunc_stop(pl_peer *p);
+/* A STUN datagram on the UDP socket. */
+void stunc_input(pl_peer *p, const uint8_t *buf, size_t len, const netaddr *from);
 /* A UdpBound/Error datagram from the rendezvous on the UDP socket. */
 void ctl_udp_input(pl_peer *p, const Punchline__Envelope *env, const netaddr *from);
 

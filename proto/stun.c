@@ -180,6 +180,14 @@ static size_t finish(const stun_msg *req, uint8_t *out, size_t off, size_t cap)
     return off;
 }
 
+size_t stun_binding_request(const uint8_t tid[12], uint8_t *out, size_t cap)
+{
+    stun_msg req = {.has_fingerprint = true};
+    memcpy(req.tid, tid, 12);
+    size_t off = begin(STUN_BINDING_REQUEST, &req, out, cap);
+    return off ? finish(&req, out, off, cap) : 0;
+}
+
 size_t stun_binding_success(const stun_msg *req, const netaddr *mapped, uint8_t *out, size_t cap)
 {
     size_t off = begin(STUN_BINDING_SUCCESS, req, out, cap);

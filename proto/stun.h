@@ -1,4 +1,4 @@
-/* STUN (RFC 8489) as far as a Binding server needs it: parse a message with
+/* STUN (RFC 8489) as far as a Binding server and client need it: parse a message with
  * every length checked, verify FINGERPRINT, read XOR-MAPPED-ADDRESS, and
  * build Binding success and error responses.  No I/O; input is hostile.
  *
@@ -68,6 +68,10 @@ int stun_parse(const uint8_t *buf, size_t len, stun_msg *out);
 /* CRC-32 of data XOR 0x5354554e (RFC 8489 s14.7). */
 uint32_t stun_fingerprint(const uint8_t *data, size_t len);
 
+/* A Binding request with transaction id tid and FINGERPRINT (28 bytes), for
+ * learning our reflexive address from any STUN server.  0 if cap is too
+ * small. */
+size_t stun_binding_request(const uint8_t tid[12], uint8_t *out, size_t cap);
 /* Binding success to req: XOR-MAPPED-ADDRESS = mapped, FINGERPRINT if the
  * request had one.  Returns the length, 0 if cap is too small. */
 size_t stun_binding_success(const stun_msg *req, const netaddr *mapped, uint8_t *out, size_t cap);

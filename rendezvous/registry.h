@@ -22,6 +22,8 @@ typedef struct reg_peer {
     netaddr observed_udp;        /* len 0 until the first UdpBind */
     netaddr host[WIRE_MAX_HOST_CANDIDATES];
     bool host_tcp[WIRE_MAX_HOST_CANDIDATES]; /* transport of host[i] */
+    bool host_srflx[WIRE_MAX_HOST_CANDIDATES]; /* host[i] is a reflexive address the peer
+                                                  learned elsewhere (a STUN server) */
     size_t n_host;
     uint64_t last_seen_ms;
     ratelimit connect_rl;        /* connect requests from this peer */

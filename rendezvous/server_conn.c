@@ -258,11 +258,14 @@ static void store_host_candidates(reg_peer *p, Punchline__Candidate **cands, siz
     for (size_t i = 0; i < n && p->n_host < WIRE_MAX_HOST_CANDIDATES; i++) {
         netaddr a;
         int tr = cands[i]->transport;
+        int kind = cands[i]->kind;
         if ((tr != PUNCHLINE__TRANSPORT__UDP && tr != PUNCHLINE__TRANSPORT__TCP) ||
-            cands[i]->kind != PUNCHLINE__CANDIDATE_KIND__HOST ||
+            (kind != PUNCHLINE__CANDIDATE_KIND__HOST &&
+             kind != PUNCHLINE__CANDIDATE_KIND__SERVER_REFLEXIVE) ||
             netaddr_from_endpoint(cands[i]->endpoint, &a) != 0 || !netaddr_is_usable_candidate(&a))
             continue;
         p->host_tcp[p->n_host] = tr == PUNCHLINE__TRANSPORT__TCP;
+        p->host_srflx[p->n_host] = kind == PUNCHLINE__CANDIDATE_KIND__SERVER_REFLEXIVE;
         p->host[p->n_host++] = a;
     }
 }
@@ -393,9 +396,15 @@ static size_t fill_candidates(const reg_peer *p, Punchline__Candidate *cs, Punch
         const netaddr *srflx = tcp ? &p->observed_tcp : &p->observed_udp;
         if (netaddr_is_usable_candidate(srflx))
             put_candidate(&cs[n], &eps[n], ips[n], srflx, PUNCHLINE__CANDIDATE_KIND__SERVER_REFLEXIVE, tr), n++;
-        for (size_t i = 0; i < p->n_host; i++)
-            if (p->host_tcp[i] == (tcp == 1))
-                put_candidate(&cs[n], &eps[n], ips[n], &p->host[i], PUNCHLINE__CANDIDATE_KIND__HOST, tr), n++;
+        /* reflexive addresses the peer learned from a STUN server, unless
+         * the same as ours, then its interface addresses */
+        for (int srflx_pass = 1; srflx_pass >= 0; srflx_pass--)
+            for (size_t i = 0; i < p->n_host; i++)
+                if (p->host_tcp[i] == (tcp == 1) && p->host_srflx[i] == (srflx_pass == 1) &&
+                    !(srflx_pass && netaddr_equal(&p->host[i], srflx)))
+                    put_candidate(&cs[n], &eps[n], ips[n], &p->host[i],
+                                  srflx_pass ? PUNCHLINE__CANDIDATE_KIND__SERVER_REFLEXIVE
+                                             : PUNCHLINE__CANDIDATE_KIND__HOST, tr), n++;
     }
     for (size_t i = 0; i < n; i++)
         ptrs[i] = &cs[i];

@@ -43,7 +43,7 @@ static void usage(FILE *f)
             "                      [--transport auto|udp|tcp|relay] [--timeout SEC]\n"
             "                      [--keepalive SEC] [--path-timeout SEC] [-v]\n"
             "                      [--identity FILE] [--peer-id ID] [--token TOKEN]\n"
-            "                      [--tls-ca FILE | --tls-fingerprint ID]\n"
+            "                      [--tls-ca FILE | --tls-fingerprint ID] [--stun HOST:PORT]\n"
             "       punchline-chat --show-id [--identity FILE]\n"
             "\n"
             "Chat with another peer through NATs.  Without --peer, register NAME and wait\n"
@@ -86,6 +86,8 @@ static void usage(FILE *f)
             "                           certificate (and the --server host name) with FILE\n"
             "      --tls-fingerprint ID talk to the rendezvous over TLS, accepting only its key\n"
             "                           (punchline-rendezvous --show-fingerprint)\n"
+            "      --stun HOST:PORT     also learn our public UDP address from this STUN\n"
+            "                           server (any RFC 8489 server) and offer it to peers\n"
             "  -v, --verbose            more status on stderr (-vv for debug)\n"
             "  -h, --help               this help\n"
             "\n"
@@ -408,8 +410,9 @@ int main(int argc, char **argv)
         {"identity", required_argument, 0, 'i'}, {"show-id", no_argument, 0, 'S'},
         {"peer-id", required_argument, 0, 'I'}, {"token", required_argument, 0, 'k'},
         {"tls-ca", required_argument, 0, 'c'}, {"tls-fingerprint", required_argument, 0, 'f'},
+        {"stun", required_argument, 0, 'U'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
-    const char *identity = NULL, *token = NULL, *tls_ca = NULL, *tls_fp = NULL;
+    const char *identity = NULL, *token = NULL, *tls_ca = NULL, *tls_fp = NULL, *stun = NULL;
     bool show_id = false;
     char idpath[1024], myid[PL_ID_LEN + 1], err[512];
     unsigned long keepalive_s = 0, path_timeout_s = 0;
@@ -426,6 +429,7 @@ int main(int argc, char **argv)
         case 'k': token = optarg; break;
         case 'c': tls_ca = optarg; break;
         case 'f': tls_fp = optarg; break;
+        case 'U': stun = optarg; break;
         case 's': server = optarg; break;
         case 'n': name = optarg; break;
         case 'p': ch.peer_name = optarg; break;
@@ -515,7 +519,7 @@ int main(int argc, char **argv)
         .keepalive_ms = (uint32_t)(keepalive_s * 1000),
         .path_timeout_ms = (uint32_t)(path_timeout_s * 1000),
         .identity_file = identity, .auth_token = token,
-        .server_ca_file = tls_ca, .server_fingerprint = tls_fp,
+        .server_ca_file = tls_ca, .server_fingerprint = tls_fp, .stun_server = stun,
     };
     int rc = pl_peer_new(&ch.peer, &cfg);
     if (rc < 0) {

@@ -149,6 +149,11 @@ typedef struct pl_peer_config {
      * peer-to-peer traffic is end-to-end encrypted either way). */
     const char *server_ca_file;
     const char *server_fingerprint;
+    /* A standard STUN server "HOST:PORT" (RFC 8489 Binding, e.g. coturn) to
+     * learn one more reflexive UDP address from, reported to the rendezvous
+     * as a candidate; for when the rendezvous does not see us as other peers
+     * do.  NULL = none (the rendezvous' own observation is used). */
+    const char *stun_server;
 
     /* Registration finished (status 0) or failed / lost (status < 0).  After
      * a failure the peer stays usable only for pl_peer_free(). */

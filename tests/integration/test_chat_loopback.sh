@@ -123,6 +123,32 @@ else
     chat_log "SKIP: turnutils_stunclient not installed (Debian coturn); scripts/deps.sh installs it"
 fi
 
+# The other direction: a peer learns its reflexive address from a standard
+# STUN server (coturn's turnserver, STUN only) and offers it as a candidate.
+if command -v turnserver >/dev/null 2>&1; then
+    sport=$(shuf -i 20000-60000 -n 1)
+    chat_spawn - turn /dev/null turnserver -n --listening-ip 127.0.0.1 --listening-port "$sport" \
+        --stun-only --no-tls --no-dtls -m 0 --no-cli --log-file stdout
+    sleep 0.5
+    chat_start_chat - s-bob --server "$server" --name s-bob --stun "127.0.0.1:$sport" -v --timeout 20
+    if chat_wait_grep s-bob err "STUN server 127.0.0.1:$sport: our reflexive address is 127.0.0.1:[0-9]+" 10 &&
+        chat_wait_grep s-bob err '^registered ' 10; then
+        sp=$(sed -n 's/.*our reflexive address is 127.0.0.1:\([0-9]*\).*/\1/p' "$CHAT_WORK/s-bob.err" | head -n1)
+        rp=$(sed -n 's/^registered name=s-bob public=127.0.0.1:\([0-9]*\)$/\1/p' "$CHAT_WORK/s-bob.err")
+        if [ -n "$sp" ] && [ "$sp" = "$rp" ]; then
+            chat_pass "punchline-chat --stun (coturn turnserver): reflexive 127.0.0.1:$sp = the socket the rendezvous saw"
+        else
+            chat_fail "STUN reflexive port '$sp' differs from the registered public port '$rp'"
+        fi
+    else
+        chat_fail "no reflexive address from turnserver via --stun"
+    fi
+    chat_stop s-bob || true
+    chat_stop turn || true
+else
+    chat_log "SKIP: turnserver not installed (Debian coturn); scripts/deps.sh installs it"
+fi
+
 # A second rendezvous on the same address cannot bind: exit 1, with a message.
 chat_spawn - rz-dup /dev/null "$rz_bin" --listen "$server"
 if ! chat_wait_exit rz-dup 5; then

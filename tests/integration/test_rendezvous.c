@@ -1117,3 +1117,68 @@ Test(rendezvous, token_required_when_configured)
     srv_addr = keep_addr;
     server_free(s2);
 }
+
+/* A reflexive address a peer learned from a STUN server travels to the other
+ * peer as SERVER_REFLEXIVE (after the server's own observation), its
+ * interface addresses as HOST; a reported reflexive address equal to the
+ * observed one is not repeated. */
+Test(rendezvous, peer_reported_reflexive_candidates)
+{
+    int a = tcp_client(), b = tcp_client();
+    Punchline__Register reg;
+    uint8_t sig[ID_SIG_MAX];
+    make_register(&reg, "stunny", key_a, nonces[a], sig);
+    netaddr srflx, host;
+    cr_assert_eq(netaddr_parse("198.51.100.7:4000", &srflx, false), 0);
+    cr_assert_eq(netaddr_parse("10.1.1.1:5000", &host, false), 0);
+    Punchline__Candidate cs[2], *ptrs[2] = {&cs[0], &cs[1]};
+    Punchline__Endpoint eps[2];
+    uint8_t ips[2][16];
+    const netaddr *addrs[2] = {&srflx, &host};
+    for (int i = 0; i < 2; i++) {
+        punchline__candidate__init(&cs[i]);
+        netaddr_to_endpoint(addrs[i], &eps[i], ips[i]);
+        cs[i].endpoint = &eps[i];
+        cs[i].transport = PUNCHLINE__TRANSPORT__UDP;
+        cs[i].kind = i == 0 ? PUNCHLINE__CANDIDATE_KIND__SERVER_REFLEXIVE : PUNCHLINE__CANDIDATE_KIND__HOST;
+    }
+    reg.candidates = ptrs;
+    reg.n_candidates = 2;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_REGISTER;
+    env.register_ = &reg;
+    send_env(a, &env);
+    Punchline__Envelope *ka = recv_env(a), *kb;
+    cr_assert_eq(ka->body_case, PUNCHLINE__ENVELOPE__BODY_REGISTER_RESULT);
+    netaddr oa, ob;
+    int ua = udp_bind(ka->register_result->udp_token, &oa);
+    wire_free(ka);
+    Punchline__RegisterResult *rb = do_register_key(b, "caller", key_b, &kb);
+    int ub = udp_bind(rb->udp_token, &ob);
+    wire_free(kb);
+    send_connect(b, "stunny", 5);
+    Punchline__Envelope *ca = recv_env(b);
+    cr_assert_eq(ca->body_case, PUNCHLINE__ENVELOPE__BODY_CANDIDATES, "got %s", wire_body_name(ca));
+    bool seen_obs = false, seen_srflx = false, seen_host = false;
+    size_t pos_obs = 99, pos_srflx = 99;
+    for (size_t i = 0; i < ca->candidates->n_candidates; i++) {
+        const Punchline__Candidate *c = ca->candidates->candidates[i];
+        netaddr x;
+        if (c->kind == PUNCHLINE__CANDIDATE_KIND__RELAY || netaddr_from_endpoint(c->endpoint, &x) != 0)
+            continue;
+        if (netaddr_equal(&x, &oa) && c->kind == PUNCHLINE__CANDIDATE_KIND__SERVER_REFLEXIVE)
+            seen_obs = true, pos_obs = i;
+        if (netaddr_equal(&x, &srflx)) {
+            cr_assert_eq(c->kind, PUNCHLINE__CANDIDATE_KIND__SERVER_REFLEXIVE);
+            seen_srflx = true, pos_srflx = i;
+        }
+        if (netaddr_equal(&x, &host)) {
+            cr_assert_eq(c->kind, PUNCHLINE__CANDIDATE_KIND__HOST);
+            seen_host = true;
+        }
+    }
+    cr_assert(seen_obs && seen_srflx && seen_host);
+    cr_assert_lt(pos_obs, pos_srflx, "the server's own observation comes first");
+    wire_free(ca);
+    close(a), close(b), close(ua), close(ub);
+}

@@ -227,3 +227,31 @@ Test(response, success_without_fingerprint_when_the_request_had_none)
     cr_assert(netaddr_equal(&back.xor_mapped, &a));
     cr_assert_eq(stun_binding_success(&req, &a, out, 31), 0, "too small a buffer");
 }
+
+/* The client side: our request parses as a Binding request with a valid
+ * FINGERPRINT, and a server's success answer to it yields the address. */
+Test(stun, binding_request_round_trip)
+{
+    uint8_t tid[12], req[64], resp[128];
+    for (int i = 0; i < 12; i++)
+        tid[i] = (uint8_t)(0xA0 + i);
+    size_t n = stun_binding_request(tid, req, sizeof(req));
+    cr_assert_eq(n, 28);
+    uint8_t small[27];
+    cr_assert_eq(stun_binding_request(tid, small, sizeof(small)), 0);
+    stun_msg m;
+    cr_assert_eq(stun_parse(req, n, &m), STUN_OK);
+    cr_assert_eq(m.type, STUN_BINDING_REQUEST);
+    cr_assert(m.has_fingerprint);
+    cr_assert_arr_eq(m.tid, tid, 12);
+    netaddr mapped;
+    cr_assert_eq(netaddr_parse("192.0.2.77:40123", &mapped, false), 0);
+    size_t rn = stun_binding_success(&m, &mapped, resp, sizeof(resp));
+    cr_assert_gt(rn, 0);
+    stun_msg r;
+    cr_assert_eq(stun_parse(resp, rn, &r), STUN_OK);
+    cr_assert_eq(r.type, STUN_BINDING_SUCCESS);
+    cr_assert_arr_eq(r.tid, tid, 12);
+    cr_assert(r.has_xor_mapped);
+    cr_assert(netaddr_equal(&r.xor_mapped, &mapped));
+}
