@@ -22,7 +22,8 @@
 #   dbl   port-restricted home NAT behind a port-restricted carrier NAT (100.64.0.0/10)
 #   noudp port-restricted, all outbound UDP blocked
 #   rzudp port-restricted, outbound UDP only to the rendezvous
-# and the pair "same": two hosts behind one port-restricted NAT (no hairpin).
+# and the pairs "same": two hosts behind one port-restricted NAT (no
+# hairpin), "hp": two hosts behind one port-restricted NAT that hairpins UDP.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,6 +55,7 @@ expect() {
     if [[ $b < $a ]]; then t=$a; a=$b; b=$t; fi
     case "$a:$b" in
         same:same) echo "direct LAN host candidates (no hairpin needed)" ;;
+        hp:hp) echo "direct LAN host candidates, or the public mappings through the hairpin" ;;
         noudp:sym | rzudp:sym) echo "relay no UDP on one side and TCP cannot cross the symmetric NAT" ;;
         noudp:* | *:noudp | rzudp:* | *:rzudp) echo "tcp no direct UDP on one side; TCP simultaneous open works" ;;
         pr:sym | sym:sym | dbl:sym) echo "relay the symmetric side's new port never matches a port-restricted filter" ;;
@@ -114,6 +116,9 @@ done
 same_ip=$(natlab_host_ip pr1)
 natlab_add_host same1 rpr1 "${same_ip%.*}.21"
 natlab_add_host same2 rpr1 "${same_ip%.*}.22"
+natlab_add_router rhp 203.0.113.40 10.0.99.0/24 hairpin
+natlab_add_host hp1 rhp 10.0.99.21
+natlab_add_host hp2 rhp 10.0.99.22
 
 # the harness bounds every process it starts (CHAT_T_HARD); the rendezvous
 # must outlive the whole matrix, each chat only its own run
@@ -131,6 +136,7 @@ run_pair() {
     caller=${a}1
     callee=${b}2
     [ "$a" = same ] && caller=same1 callee=same2
+    [ "$a" = hp ] && caller=hp1 callee=hp2
     cr="m$i-$caller-$callee-a"
     ce="m$i-$caller-$callee-b"
     chat_start_chat "$callee" "$ce" --server "$RZ" --name "$ce" --timeout 20
@@ -183,7 +189,7 @@ else
             pairs+=("${TYPES[x]}:${TYPES[y]}")
         done
     done
-    pairs+=("same:same")
+    pairs+=("same:same" "hp:hp")
 fi
 
 bad=0

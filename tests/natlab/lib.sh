@@ -420,8 +420,43 @@ EOF
     } | ip netns exec "$ns" nft -f -
 }
 
-# (Add full-cone, address-restricted, hairpin, carrier-grade, udp-blocked ...
-#  here, following the two functions above.)
+# Port-restricted cone that hairpins UDP (RFC 4787 REQ-9): a LAN host sending
+# to the router's public address and a mapped port reaches the LAN host that
+# owns the mapping, with the source translated to the router's public address
+# (so the receiver sees the sender's public mapping, as a host outside
+# would). The "hp" map learns mapped port -> inside endpoint like the cone
+# recipes. TCP is not hairpinned.
+_natlab_rules_hairpin() {
+    local ns=$1 wan=$2 lan=$3 wan_ip lan_net
+    wan_ip=$(ip -n "$ns" -4 -o addr show dev "$wan" | awk '{print $4}')
+    wan_ip=${wan_ip%/*}
+    lan_net=$(ip -n "$ns" -4 -o route show dev "$lan" scope link | awk '{print $1; exit}')
+    if [ -z "$wan_ip" ] || [ -z "$lan_net" ]; then
+        _natlab_err "hairpin: cannot read the WAN address or LAN network of $ns"
+        return 1
+    fi
+    {
+        cat <<EOF
+table ip nat {
+    map hp { type inet_service : ipv4_addr . inet_service; flags dynamic,timeout; timeout 120s; }
+    chain pre {
+        type nat hook prerouting priority dstnat;
+        iifname "$lan" ip daddr $wan_ip meta l4proto udp dnat ip to udp dport map @hp
+    }
+    chain post {
+        type nat hook postrouting priority srcnat;
+        oifname "$wan" masquerade
+        oifname "$lan" ip saddr $lan_net ct status dnat snat ip to $wan_ip
+    }
+    chain learn {
+        type filter hook postrouting priority srcnat + 10;
+        oifname "$wan" meta l4proto udp update @hp { udp sport : ct original ip saddr . ct original proto-src }
+    }
+}
+EOF
+        _natlab_filter_rules "$wan" "$lan"
+    } | ip netns exec "$ns" nft -f -
+}
 
 # ---------------------------------------------------------------------------
 # Debugging and cleanup

@@ -9,7 +9,9 @@
 #     mapping is dropped;
 #  3. two hosts behind one router reach each other on the LAN, but not through
 #     the router's public mapping (no hairpinning);
-#  4. a symmetric router maps one socket to different ports per destination.
+#  4. a symmetric router maps one socket to different ports per destination;
+#  5. a hairpinning router delivers a LAN host's packet sent to another LAN
+#     host's public mapping, from the router's public address.
 # Exit 0 pass, 1 fail, 77 skip (not root / no netns).
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
@@ -166,10 +168,13 @@ natlab_add_internet
 natlab_add_router ra 203.0.113.11 10.0.1.0/24 port-restricted
 natlab_add_router rb 203.0.113.12 10.0.2.0/24 port-restricted
 natlab_add_router rs 203.0.113.13 10.0.3.0/24 symmetric
+natlab_add_router rh 203.0.113.14 10.0.4.0/24 hairpin
 natlab_add_host alice ra 10.0.1.10
 natlab_add_host carol ra 10.0.1.11
 natlab_add_host bob rb 10.0.2.10
 natlab_add_host sam rs 10.0.3.10
+natlab_add_host dan rh 10.0.4.10
+natlab_add_host erin rh 10.0.4.11
 
 natlab_exec inet timeout 60 python3 -u "$work/echo.py" 203.0.113.1 3478 3479 >"$work/echo.log" 2>&1 &
 for _ in $(seq 50); do
@@ -226,6 +231,22 @@ symmetric_maps() {
     [ "${m1%:*}" = 203.0.113.13 ] && [ "$m1" != "$m2" ]
 }
 check "symmetric router maps per destination" symmetric_maps
+
+# 5. hairpin: erin reaches dan through dan's public mapping on rh, and dan
+#    sees the packet come from rh's public address (not erin's LAN address).
+hairpin() {
+    local map pl
+    map=$(natlab_exec dan timeout 10 python3 "$work/probe.py" 40004 203.0.113.1 3478) || return 1
+    echo "dan:40004 is mapped to $map; erin sends to it"
+    natlab_exec dan timeout 10 python3 -u "$work/listen.py" 40004 2 >"$work/hairpin.log" 2>&1 &
+    pl=$!
+    sleep 0.3
+    natlab_exec erin python3 "$work/send.py" "${map%:*}" "${map##*:}"
+    wait "$pl" || return 1
+    cat "$work/hairpin.log"
+    grep -q "from 203.0.113.14:" "$work/hairpin.log"
+}
+check "hairpin router loops LAN traffic to a public mapping back inside" hairpin
 
 if [ "$failures" -ne 0 ]; then
     echo "natlab selftest: $failures check(s) failed"

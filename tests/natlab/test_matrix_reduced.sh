@@ -8,4 +8,4 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 exec bash "$here/../../scripts/natlab-matrix.sh" -b "${1:?usage: $0 BINDIR}" -n 1 \
-    -p "pub:sym fw:pr fc:sym arc:sym pr:pr sym:sym dbl:pr noudp:fc rzudp:sym same:same"
+    -p "pub:sym fw:pr fc:sym arc:sym pr:pr sym:sym dbl:pr noudp:fc rzudp:sym same:same hp:hp"
