@@ -6,8 +6,8 @@
 # the AEAD ceiling measured in the same run (docs/BENCHMARKS.md).
 #
 # Each round (R rounds, default 3):
-#   - punchline-secure-bench handshake 200, records 1024 S, aead 1024 S
-#     (S seconds, default 3), pinned to core 1;
+#   - punchline-secure-bench handshake 200 (+ ECDSA sign/verify), records
+#     1024 S, aead 1024 S (S seconds, default 3), pinned to core 1;
 #   - for T in udp tcp relay: bob (`punchline-chat --name ...`, stdin
 #     /dev/null, stdout to a file) registers and waits; alice calls him with
 #     `--transport T` and stdin from a file of M MB (default 32) of
@@ -191,6 +191,7 @@ function add(key, v) { if (v != "") { n[key]++; val[key, n[key]] = v + 0 } }
 /^run=[0-9]+ handshake / { add("handshake ms wall", kv("ms_wall")); add("handshake ms CPU (both sides)", kv("ms_cpu"));
     add("handshake ms CPU client", kv("ms_cpu_client")); add("handshake ms CPU server", kv("ms_cpu_server"));
     add("handshakes/s (one core)", kv("per_s")) }
+/^run=[0-9]+ ecdsa / { add("ecdsa p256 ms CPU sign", kv("ms_cpu_sign")); add("ecdsa p256 ms CPU verify", kv("ms_cpu_verify")) }
 /^run=[0-9]+ records / { add("records 1024 B MB/s (seal+open, one core)", kv("MBps"));
     add("records 1024 B us CPU/record", kv("us_cpu_per_record"));
     add("records 1024 B us CPU/record, seal", kv("us_seal")); add("records 1024 B us CPU/record, open", kv("us_open")) }

@@ -142,7 +142,9 @@ static void send_sealed(pl_conn *c, const uint8_t *buf, size_t n)
 {
     if (!c->sec || secure_state(c->sec) != SEC_OPEN || n < 1)
         return;
-    secure_write(c->sec, buf + 1, n - 1, peer_now(c->peer)); /* without the marker */
+    if (secure_write(c->sec, buf + 1, n - 1, peer_now(c->peer)) != 0) /* without the marker */
+        plog(&c->peer->log, PL_LOG_WARN, "connection to %s: a %zu-byte record could not be sealed",
+             c->peer_name, n - 1);
 }
 
 static void send_close(pl_conn *c, const char *reason)

@@ -46,7 +46,7 @@ void secure_start(secure *s, uint64_t now);
 /* One received datagram.  Records that fail authentication are dropped. */
 void secure_input(secure *s, const uint8_t *dgram, size_t len, uint64_t now);
 /* Seal one application record (len <= SECURE_MAX_PLAIN) and transmit it.
- * 0, or -1 when not open. */
+ * 0, or -1 when not open or too long. */
 int secure_write(secure *s, const uint8_t *data, size_t len, uint64_t now);
 /* Retransmit or time out the handshake when its timer is due. */
 void secure_tick(secure *s, uint64_t now);
@@ -59,7 +59,10 @@ bool secure_auth_failed(const secure *s);
 /* Cipher suite name once open. */
 const char *secure_suite(const secure *s);
 
-#define SECURE_MAX_PLAIN 1280
-#define SECURE_OVERHEAD 29        /* DTLS record header + GCM nonce and tag */
+/* Largest application record: what fits one 1200-byte datagram (the
+ * default mtu) after SECURE_OVERHEAD.  Data segments (1024-byte payload in
+ * an envelope of about 1045 bytes) stay below it. */
+#define SECURE_MAX_PLAIN 1160
+#define SECURE_OVERHEAD 37        /* DTLS record header 13 + explicit nonce 8 + tag 16 */
 
 #endif

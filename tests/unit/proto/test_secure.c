@@ -242,3 +242,23 @@ Test(secure, garbage_and_tampered_records_are_dropped)
     cr_assert_eq(b.ngot, 6);
     destroy(&a, &b);
 }
+
+/* SECURE_MAX_PLAIN is reachable at the default MTU, and one byte more is
+ * refused rather than truncated. */
+Test(secure, largest_record_fits_the_mtu)
+{
+    static side a, b;
+    make(&a, &b, ida, idb, idb, ida);
+    run(&a, &b, 0, 5000);
+    cr_assert_eq(secure_state(a.s), SEC_OPEN);
+    static uint8_t big[SECURE_MAX_PLAIN + 1];
+    memset(big, 'x', sizeof(big));
+    cr_assert_eq(secure_write(a.s, big, SECURE_MAX_PLAIN, 1), 0);
+    cr_assert_eq(a.nq, 1);
+    cr_assert_leq(a.qlen[0], 1200);
+    cr_assert_eq(a.qlen[0], SECURE_MAX_PLAIN + SECURE_OVERHEAD);
+    cr_assert_eq(secure_write(a.s, big, SECURE_MAX_PLAIN + 1, 1), -1);
+    deliver(&a, 2);
+    cr_assert_eq(b.ngot, SECURE_MAX_PLAIN);
+    destroy(&a, &b);
+}

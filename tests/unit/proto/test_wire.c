@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "names.h"
+#include "secure.h"
 #include "wire.h"
 
 /* ---- helpers: a protobuf encoder for hand-made (hostile) bytes ----------- */
@@ -1019,4 +1020,24 @@ Test(bounds, udp_bind_padding)
         size_t n = punchline__envelope__pack(&env, buf);
         cr_assert_eq(decode(buf, n, NULL), want, "padding %zu", len);
     }
+}
+
+/* The largest Data segment, as an envelope, fits one sealed record
+ * (peer/conn.c seals each envelope into one DTLS record). */
+Test(wire, largest_data_envelope_fits_a_secure_record)
+{
+    static uint8_t payload[WIRE_MAX_PAYLOAD];
+    Punchline__Data d = PUNCHLINE__DATA__INIT;
+    d.session_id = UINT64_MAX;
+    d.seq = UINT32_MAX;
+    d.payload.data = payload;
+    d.payload.len = sizeof(payload);
+    d.end_of_message = true;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_DATA;
+    env.data = &d;
+    uint8_t buf[WIRE_UDP_MAX];
+    int n = wire_encode_udp(&env, buf, sizeof(buf));
+    cr_assert_gt(n, 0);
+    cr_assert_leq((size_t)n - 1, SECURE_MAX_PLAIN, "%d-byte envelope", n - 1);
 }
