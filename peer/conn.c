@@ -14,6 +14,7 @@
 #define LINGER_MAX_MS 2000
 #define REPUNCH_FIRST_MS 5000    /* relay active, direct paths failed: retry after */
 #define REPUNCH_MAX_MS 120000    /* backoff cap */
+#define HANDSHAKE_DEADLINE_MS 20000 /* path up -> channel open, both sides */
 
 
 int conn_error_from_wire(int code)
@@ -125,9 +126,15 @@ static void sec_transmit(void *user, const uint8_t *dgram, size_t len)
 {
     pl_conn *c = user;
     Punchline__Secure sm = PUNCHLINE__SECURE__INIT;
+    uint8_t mac[WIRE_MAC_LEN];
     sm.session_id = c->session_id;
     sm.dtls.data = (uint8_t *)dgram;
     sm.dtls.len = len;
+    if (wire_secure_needs_mac(dgram, len)) {
+        wire_secure_mac(c->pu.cfg.secret, c->session_id, dgram, len, mac);
+        sm.mac.data = mac;
+        sm.mac.len = sizeof(mac);
+    }
     Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
     env.body_case = PUNCHLINE__ENVELOPE__BODY_SECURE;
     env.secure = &sm;
@@ -360,6 +367,7 @@ static void activate(pl_conn *c, int path)
         /* The encryption handshake runs on this path (and follows later
          * switches); the application hears on_connected when it is done. */
         c->state = CONN_OPEN;
+        c->hs_deadline = c->path_ms + HANDSHAKE_DEADLINE_MS;
         if (c->pu.cfg.controlling && !c->sec_started) {
             c->sec_started = true;
             secure_start(c->sec, c->path_ms);
@@ -376,7 +384,9 @@ static void sec_check(pl_conn *c)
         return;
     int st = secure_state(c->sec);
     if (st == SEC_FAILED) {
-        conn_finish(c, secure_auth_failed(c->sec) ? PL_ERR_AUTH : PL_ERR_PROTOCOL,
+        conn_finish(c, secure_auth_failed(c->sec)  ? PL_ERR_AUTH
+                       : secure_timed_out(c->sec) ? PL_ERR_TIMEOUT
+                                                  : PL_ERR_PROTOCOL,
                     secure_error(c->sec));
         return;
     }
@@ -399,6 +409,7 @@ static void sec_plain(void *user, const uint8_t *data, size_t len)
     pl_conn *c = user;
     Punchline__Envelope *env = NULL;
     uint64_t now = peer_now(c->peer);
+    c->sec_delivered = true;
     if (c->state == CONN_CLOSED || wire_decode(data, len, &env, NULL) != WIRE_OK)
         return;
     switch (env->body_case) {
@@ -439,16 +450,36 @@ void conn_data_input(pl_conn *c, const Punchline__Envelope *env, int path, const
         return;
     if (!path_up(c, path))
         return;
-    /* The controlling side picks the path; the controlled side follows the
-     * path the channel's records arrive on (pathsel.h). */
-    pathsel_view v;
-    view(c, &v);
-    bool go = c->pu.cfg.controlling ? false : pathsel_follow(&v, c->active, path);
-    if (go)
-        activate(c, path);
-    if (c->state == CONN_CLOSED)
+    /* Handshake records, alerts, and anything before our channel is open
+     * must carry the session MAC (PROTOCOL.md 4.5): one spoofed alert or
+     * ClientHello would otherwise end a handshake.  Application records are
+     * authenticated by the channel itself, so they count only once they
+     * open (deliver something). */
+    const Punchline__Secure *sm = env->secure;
+    int acc = wire_secure_accept(c->pu.cfg.secret, c->session_id, sm,
+                                 secure_state(c->sec) == SEC_OPEN);
+    if (acc == WIRE_SECURE_DROP)
         return;
-    secure_input(c->sec, env->secure->dtls.data, env->secure->dtls.len, now);
+    bool macd = acc == WIRE_SECURE_MACED;
+    /* The controlling side picks the path; the controlled side follows the
+     * path authenticated records arrive on (pathsel.h).  A MACed record may
+     * move it first (its answer must go back on that path); application
+     * data only after it opened. */
+    pathsel_view v;
+    if (macd && !c->pu.cfg.controlling) {
+        view(c, &v);
+        if (pathsel_follow(&v, c->active, path))
+            activate(c, path);
+        if (c->state == CONN_CLOSED)
+            return;
+    }
+    c->sec_delivered = false;
+    secure_input(c->sec, sm->dtls.data, sm->dtls.len, now);
+    if (!macd && c->sec_delivered && !c->pu.cfg.controlling && c->state != CONN_CLOSED) {
+        view(c, &v);
+        if (pathsel_follow(&v, c->active, path))
+            activate(c, path);
+    }
     sec_check(c);
     conn_pump(c);
 }
@@ -602,6 +633,11 @@ void conn_pump(pl_conn *c)
         sec_check(c);
         if (c->state == CONN_CLOSED)
             return;
+        if (!c->peer_id[0] && now >= c->hs_deadline) {
+            /* e.g. a peer that answers probes but never starts the handshake */
+            conn_finish(c, PL_ERR_TIMEOUT, "the encryption handshake did not complete");
+            return;
+        }
     }
     bool sealed = c->sec && secure_state(c->sec) == SEC_OPEN && c->active != PL_PATH_NONE;
     if (sealed) {
@@ -630,6 +666,8 @@ void conn_pump(pl_conn *c)
     uint64_t t = c->want_tcp ? tcpp_next_deadline(&c->tp) : UINT64_MAX;
     uint64_t r = sealed ? rel_next_deadline(&c->rel) : UINT64_MAX;
     uint64_t sd = c->sec && c->active != PL_PATH_NONE ? secure_next_deadline(c->sec) : UINT64_MAX;
+    if (c->sec && c->active != PL_PATH_NONE && !c->peer_id[0] && c->hs_deadline < sd)
+        sd = c->hs_deadline;
     if (sd < r)
         r = sd;
     uint64_t rl = conn_relay_deadline(c);

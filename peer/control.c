@@ -22,10 +22,13 @@
 static void ctl_pump(pl_peer *p);
 static void ctl_registered(pl_peer *p);
 
-static void ctl_fail(pl_peer *p, int status, const char *why)
+static void ctl_fail(pl_peer *p, int status, const char *why_in)
 {
     if (p->ctl_state == CTL_FAILED)
         return;
+    /* why may point into what ctl_stop() frees (the TLS session's text) */
+    char why[256];
+    snprintf(why, sizeof(why), "%s", why_in);
     int was = p->ctl_state;
     plog(&p->log, PL_LOG_ERROR, "rendezvous: %s", why);
     ctl_stop(p);
@@ -69,7 +72,8 @@ static void tls_step(pl_peer *p)
         return;
     }
     if (rc < 0) {
-        ctl_fail(p, PL_ERR_AUTH, tls_stream_error(p->tls));
+        ctl_fail(p, tls_stream_auth_failed(p->tls) ? PL_ERR_AUTH : PL_ERR_SERVER,
+                 tls_stream_error(p->tls));
         return;
     }
     ev_io_stop(p->loop, &p->tcp_w);

@@ -91,6 +91,8 @@ struct pl_conn {
      * and Close travel only inside it. */
     secure *sec;
     bool sec_started;
+    bool sec_delivered;       /* the last secure_input delivered an application record */
+    uint64_t hs_deadline;     /* channel must be open by then (set at first activation) */
     bool have_key_hash;       /* the rendezvous told us the peer's key hash */
     uint8_t key_hash[ID_HASH_LEN];  /* expected key: pinned, else from PunchStart */
     bool pinned;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <mbedtls/ecdsa.h>
 #include <mbedtls/error.h>
+#include <mbedtls/platform_util.h>
 #include <mbedtls/sha256.h>
 #include <mbedtls/x509_crt.h>
 #include <stdio.h>
@@ -200,15 +201,19 @@ static int create_file(identity *id, const char *path, char *err, size_t errlen)
 {
     unsigned char pem[KEY_FILE_MAX];
     if (generate(id) != 0 || mbedtls_pk_write_key_pem(&id->pk, pem, sizeof(pem)) != 0) {
+        mbedtls_platform_zeroize(pem, sizeof(pem));
         snprintf(err, errlen, "cannot generate an identity key");
         return -1;
     }
-    if (mkdirs(path, err, errlen) != 0)
+    if (mkdirs(path, err, errlen) != 0) {
+        mbedtls_platform_zeroize(pem, sizeof(pem));
         return -1;
+    }
     char tmp[1100];
     snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
+        mbedtls_platform_zeroize(pem, sizeof(pem));
         snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
         return -1;
     }
@@ -217,13 +222,28 @@ static int create_file(identity *id, const char *path, char *err, size_t errlen)
     int saved = errno;
     close(fd);
     if (!ok) {
+        mbedtls_platform_zeroize(pem, sizeof(pem));
         unlink(tmp);
         snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(saved));
         return -1;
     }
+    mbedtls_platform_zeroize(pem, sizeof(pem));
     int rc = link(tmp, path);
     saved = errno;
     unlink(tmp);
+    if (rc == 0) {
+        /* make the new name durable: a lost file would mean a new id */
+        char dir[1100];
+        snprintf(dir, sizeof(dir), "%s", path);
+        char *sl = strrchr(dir, '/');
+        if (sl)
+            *(sl == dir ? sl + 1 : sl) = 0;
+        int dfd = open(sl ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+    }
     if (rc != 0 && saved != EEXIST) {
         snprintf(err, errlen, "cannot create %s: %s", path, strerror(saved));
         return -1;
@@ -242,6 +262,12 @@ static int read_file(identity *id, const char *path, char *err, size_t errlen)
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
         snprintf(err, errlen, "identity key %s is not a regular file", path);
+        return -1;
+    }
+    if (st.st_uid != geteuid()) {
+        close(fd);
+        snprintf(err, errlen, "identity key %s belongs to another user (uid %u)", path,
+                 (unsigned)st.st_uid);
         return -1;
     }
     if (st.st_mode & 077) {

@@ -32,6 +32,7 @@ struct secure {
     bool key_checked;           /* the verify callback saw the peer's key ... */
     bool key_matched;           /* ... and it was the expected one */
     bool auth_failed;
+    bool timed_out;
     char why[160];
     uint64_t now;
     uint64_t int_at, fin_at;    /* DTLS timer; fin_at UINT64_MAX = cancelled */
@@ -86,6 +87,8 @@ static int get_timer(void *ctx)
     secure *s = ctx;
     if (s->fin_at == UINT64_MAX)
         return -1;
+    if (s->in)
+        return 0; /* a datagram is being fed: read it before retransmitting */
     if (s->now >= s->fin_at)
         return 2;
     return s->now >= s->int_at ? 1 : 0;
@@ -120,12 +123,17 @@ static void fail(secure *s, int rc)
                rc == MBEDTLS_ERR_SSL_PEER_VERIFY_FAILED || rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
         s->auth_failed = true;
         snprintf(s->why, sizeof(s->why), "the peer presented no valid certificate (%s)", m);
-    } else if (rc == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE) {
-        /* The peer refused us: our key is not what it expected (or pinned). */
+    } else if (rc == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && s->ssl.in_msg &&
+               s->ssl.in_msg[1] >= MBEDTLS_SSL_ALERT_MSG_BAD_CERT &&
+               s->ssl.in_msg[1] <= MBEDTLS_SSL_ALERT_MSG_ACCESS_DENIED) {
+        /* bad_certificate .. access_denied (RFC 5246 7.2.2): the peer
+         * refused our certificate, i.e. our key is not the one it expects
+         * (or pinned) */
         s->auth_failed = true;
-        snprintf(s->why, sizeof(s->why), "the peer refused the handshake (fatal alert): "
-                                         "it expects another key for this name");
+        snprintf(s->why, sizeof(s->why), "the peer refused our key (alert %u): it expects "
+                                         "another key for this name", s->ssl.in_msg[1]);
     } else if (rc == MBEDTLS_ERR_SSL_TIMEOUT) {
+        s->timed_out = true;
         snprintf(s->why, sizeof(s->why), "encryption handshake timed out");
     } else {
         snprintf(s->why, sizeof(s->why), "encryption handshake failed: %s", m);
@@ -285,6 +293,11 @@ const char *secure_error(const secure *s)
 bool secure_auth_failed(const secure *s)
 {
     return s->auth_failed;
+}
+
+bool secure_timed_out(const secure *s)
+{
+    return s->timed_out;
 }
 
 const char *secure_suite(const secure *s)

@@ -56,6 +56,8 @@ int secure_state(const secure *s);
 const char *secure_error(const secure *s);
 /* True when the failure is an authentication failure (wrong or missing peer key). */
 bool secure_auth_failed(const secure *s);
+/* True when the handshake failed by its retransmission timeout. */
+bool secure_timed_out(const secure *s);
 /* Cipher suite name once open. */
 const char *secure_suite(const secure *s);
 

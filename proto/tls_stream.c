@@ -28,6 +28,7 @@ struct tls_stream {
     int fd;
     bool pin_ok;
     size_t pend;                /* length of a write that said WANT_WRITE */
+    bool auth_failed;
     char why[200];
 };
 
@@ -256,6 +257,7 @@ static int map(tls_stream *s, int rc)
         char m[120];
         mbedtls_strerror(rc, m, sizeof(m));
         uint32_t flags = mbedtls_ssl_get_verify_result(&s->ssl);
+        s->auth_failed = rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED;
         if (s->conf->pinned && rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED)
             snprintf(s->why, sizeof(s->why), "the rendezvous' TLS key is not the pinned fingerprint");
         else if (rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED && flags) {
@@ -299,6 +301,11 @@ ssize_t tls_stream_write(tls_stream *s, const uint8_t *buf, size_t len)
     int rc = mbedtls_ssl_write(&s->ssl, buf, len);
     s->pend = rc == MBEDTLS_ERR_SSL_WANT_WRITE ? len : 0;
     return rc >= 0 ? rc : map(s, rc);
+}
+
+bool tls_stream_auth_failed(const tls_stream *s)
+{
+    return s->auth_failed;
 }
 
 const char *tls_stream_error(const tls_stream *s)

@@ -10,6 +10,7 @@
 #ifndef PL_TLS_STREAM_H
 #define PL_TLS_STREAM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -51,5 +52,8 @@ ssize_t tls_stream_read(tls_stream *s, uint8_t *buf, size_t len);
 /* Bytes written (> 0), TLS_WANT_*, TLS_ERROR. */
 ssize_t tls_stream_write(tls_stream *s, const uint8_t *buf, size_t len);
 const char *tls_stream_error(const tls_stream *s);
+/* True when the failure was the server's certificate or key (not a reset,
+ * EOF or a protocol error). */
+bool tls_stream_auth_failed(const tls_stream *s);
 
 #endif

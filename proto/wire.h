@@ -91,6 +91,21 @@ int wire_encode_udp_bind(uint64_t token, uint64_t challenge, uint8_t *out, size_
  * (false if too short or not one). */
 void wire_relay_header(uint8_t *buf, uint64_t session_id);
 bool wire_relay_session(const uint8_t *buf, size_t len, uint64_t *session_id);
+/* Secure.mac (PROTOCOL.md 4.5): records that are not application data
+ * (handshake, change_cipher_spec, alerts) are authenticated with the
+ * session secret, so a third host cannot disturb the handshake. */
+void wire_secure_mac(const uint8_t secret[WIRE_SECRET_LEN], uint64_t session_id,
+                     const uint8_t *dtls, size_t len, uint8_t out[WIRE_MAC_LEN]);
+bool wire_secure_needs_mac(const uint8_t *dtls, size_t len);
+/* Whether a peer takes m into its channel: WIRE_SECURE_DROP, or
+ * WIRE_SECURE_MACED (carried a valid MAC: authenticated already) or
+ * WIRE_SECURE_AEAD (application data of an open channel: authenticated
+ * only if the channel opens it). */
+enum { WIRE_SECURE_DROP = 0, WIRE_SECURE_MACED = 1, WIRE_SECURE_AEAD = 2 };
+struct Punchline__Secure;
+int wire_secure_accept(const uint8_t secret[WIRE_SECRET_LEN], uint64_t session_id,
+                       const struct Punchline__Secure *m, bool channel_open);
+
 /* What Register.signature signs: REGISTER_SIG_LABEL (with its NUL) ||
  * nonce || name.  Returns the length written (cap must hold it all). */
 #define REGISTER_SIG_LABEL "punchline register v1"

@@ -20,6 +20,8 @@
 static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents);
 
+#define SRV_TLS_HANDSHAKES_MAX 256 /* TLS handshakes in progress at once */
+
 /* The nonce a Register on this connection must sign.  Sent at accept, so it
  * costs no round trip (it crosses the peer's first frame); sent again, with
  * a fresh nonce, inside TLS when the peer switches to TLS. */
@@ -77,6 +79,8 @@ void srv_conn_free(srv_conn *c)
     }
     ev_io_stop(s->loop, &c->rio);
     ev_io_stop(s->loop, &c->wio);
+    if (c->tls_hs)
+        s->n_tls_hs--;
     tls_stream_free(c->tls);
     close(c->fd);
     frame_reader_reset(&c->fr);
@@ -129,6 +133,7 @@ static int tls_step(srv_conn *c)
         return -1;
     }
     c->tls_hs = false;
+    c->srv->n_tls_hs--;
     c->out_len = 0; /* anything queued in plaintext is void now */
     send_hello(c);  /* may free c */
     return -1;      /* the caller must not touch c again either way */
@@ -285,16 +290,27 @@ static void handle_register(srv_conn *c, const Punchline__Register *m)
         srv_conn_close_after_flush(c);
         return;
     }
-    /* Proof of key possession over this connection's nonce (a Register
-     * replayed on another connection fails), then the access token. */
-    uint8_t hash[WIRE_KEY_HASH_LEN];
-    uint8_t msg[sizeof(REGISTER_SIG_LABEL) + WIRE_NONCE_LEN + NAME_MAX_LEN];
     if (!name_valid_cstr(m->name)) {
         srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__BAD_NAME, 0,
                             "bad name: use 1-%d characters of A-Z a-z 0-9 . _ -", NAME_MAX_LEN);
         srv_conn_close_after_flush(c);
         return;
     }
+    /* The access token first: it costs one HMAC, the signature an ECDSA
+     * verify (milliseconds), which only token holders get to spend. */
+    const char *why = NULL;
+    if (s->cfg.auth_secret &&
+        token_check(s->cfg.auth_secret, s->cfg.auth_secret_len, m->name, m->token,
+                    (uint64_t)time(NULL), &why) != 0) {
+        srv_log(s, SRV_LOG_DEBUG, "registration of %s refused: %s", m->name, why);
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__AUTH_FAILED, 0, "access token: %s", why);
+        srv_conn_close_after_flush(c);
+        return;
+    }
+    /* Proof of key possession over this connection's nonce (a Register
+     * replayed on another connection fails). */
+    uint8_t hash[WIRE_KEY_HASH_LEN];
+    uint8_t msg[sizeof(REGISTER_SIG_LABEL) + WIRE_NONCE_LEN + NAME_MAX_LEN];
     size_t ml = wire_register_sig_input(c->nonce, m->name, msg, sizeof(msg));
     if (!m->public_key.len || !m->signature.len ||
         identity_verify(m->public_key.data, m->public_key.len, msg, ml, m->signature.data,
@@ -303,15 +319,6 @@ static void handle_register(srv_conn *c, const Punchline__Register *m)
         srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__AUTH_FAILED, 0,
                             m->public_key.len ? "registration signature does not verify"
                                               : "registration needs a public key and signature");
-        srv_conn_close_after_flush(c);
-        return;
-    }
-    const char *why = NULL;
-    if (s->cfg.auth_secret &&
-        token_check(s->cfg.auth_secret, s->cfg.auth_secret_len, m->name, m->token,
-                    (uint64_t)time(NULL), &why) != 0) {
-        srv_log(s, SRV_LOG_DEBUG, "registration of %s refused: %s", m->name, why);
-        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__AUTH_FAILED, 0, "access token: %s", why);
         srv_conn_close_after_flush(c);
         return;
     }
@@ -581,6 +588,14 @@ static int handle_frame(srv_conn *c, const uint8_t *buf, size_t len)
     if (c->peer)
         registry_touch(c->peer, time_now_ms());
     int ret = 0;
+    if (!c->peer && env->body_case == PUNCHLINE__ENVELOPE__BODY_RELAY_OPEN && c->tls) {
+        /* the splice moves raw bytes: relay connections are plain TCP */
+        srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__RELAY_REFUSED, 0,
+                            "relay connections do not run TLS");
+        srv_conn_close_after_flush(c);
+        ret = -1;
+        goto out;
+    }
     if (!c->peer && env->body_case == PUNCHLINE__ENVELOPE__BODY_RELAY_OPEN) {
         srv_relay_open(c, env->relay_open);
         ret = -1; /* no more frames: raw bytes (after RelayReady) or closing */
@@ -642,12 +657,17 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         uint8_t b;
         ssize_t k = recv(c->fd, &b, 1, MSG_PEEK);
         if (k == 1 && b == 0x16 && !c->out_len) {
-            c->tls = tls_stream_new(c->srv->cfg.tls, c->fd, NULL);
-            if (!c->tls) {
+            /* A handshake costs ~5 ms of CPU and ~40 KiB: bound how many
+             * run at once, so a flood of ClientHellos cannot eat the server. */
+            if (c->srv->n_tls_hs >= SRV_TLS_HANDSHAKES_MAX ||
+                !(c->tls = tls_stream_new(c->srv->cfg.tls, c->fd, NULL))) {
+                srv_log(c->srv, SRV_LOG_DEBUG, "TLS handshake refused (%zu running)",
+                        c->srv->n_tls_hs);
                 srv_conn_free(c);
                 return;
             }
             c->tls_hs = true;
+            c->srv->n_tls_hs++;
         }
         if (k >= 0)
             c->first_seen = true;

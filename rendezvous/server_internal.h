@@ -44,6 +44,7 @@ struct server {
     registry *reg;
     relay *relay;                /* NULL when relaying is off */
     uint8_t bind_key[32];        /* random: UdpBind return-routability cookies */
+    size_t n_tls_hs;             /* control connections in a TLS handshake now */
     int tcp_fd, udp_fd;
     ev_io accept_w, udp_w;
     ev_timer tick;               /* expiry, registration deadlines */

@@ -223,6 +223,10 @@ chat_check_connected() {
     # The id verified in the handshake is the one the peer printed at start.
     local gotid=${BASH_REMATCH[4]} peerid
     peerid=$(sed -n 's/^identity id=\([a-z2-7]*\) .*/\1/p' "$CHAT_WORK/$peer.err" 2>/dev/null | head -n1)
+    if [ -f "$CHAT_WORK/$peer.err" ] && [ -z "$peerid" ]; then
+        chat_fail "$role: $peer printed no 'identity id=' line to compare the verified id with"
+        return 1
+    fi
     if [ -n "$peerid" ] && [ "$peerid" != "$gotid" ]; then
         chat_fail "$role: verified peer id $gotid, but $peer printed identity $peerid"
         return 1

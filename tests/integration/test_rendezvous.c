@@ -17,6 +17,7 @@
 #include "server.h"
 #include "stun.h"
 #include "timeutil.h"
+#include "tls_stream.h"
 #include "token.h"
 #include "wire.h"
 
@@ -1181,4 +1182,184 @@ Test(rendezvous, peer_reported_reflexive_candidates)
     cr_assert_lt(pos_obs, pos_srflx, "the server's own observation comes first");
     wire_free(ca);
     close(a), close(b), close(ua), close(ub);
+}
+
+/* ---- TLS on the control connection (PROTOCOL.md 3.2) -------------------- */
+
+typedef struct tls_client {
+    int fd;
+    tls_conf *conf;
+    tls_stream *ts;
+    uint8_t nonce[WIRE_NONCE_LEN]; /* from the ServerHello inside TLS */
+} tls_client;
+
+/* Step the server until op() stops asking to wait. */
+static ssize_t tls_pump(tls_client *t, ssize_t (*op)(tls_client *, void *), void *arg)
+{
+    uint64_t end = time_now_ms() + 3000;
+    for (;;) {
+        ssize_t r = op(t, arg);
+        if (r != TLS_WANT_READ && r != TLS_WANT_WRITE)
+            return r;
+        cr_assert_lt(time_now_ms(), end, "TLS stalled");
+        ev_run(loop, EVRUN_NOWAIT);
+        struct pollfd p = {.fd = t->fd, .events = POLLIN};
+        poll(&p, 1, 2);
+    }
+}
+
+static ssize_t op_handshake(tls_client *t, void *arg)
+{
+    return tls_stream_handshake(t->ts);
+}
+
+static ssize_t op_read1(tls_client *t, void *arg)
+{
+    return tls_stream_read(t->ts, arg, 1);
+}
+
+/* One frame through TLS; NULL when the server closed. */
+static Punchline__Envelope *tls_recv_env(tls_client *t)
+{
+    frame_reader fr;
+    frame_reader_init(&fr);
+    for (;;) {
+        uint8_t b;
+        ssize_t n = tls_pump(t, op_read1, &b);
+        if (n <= 0) {
+            frame_reader_reset(&fr);
+            return NULL;
+        }
+        size_t used;
+        int st = frame_reader_feed(&fr, &b, 1, &used);
+        cr_assert_geq(st, 0);
+        if (st == FRAME_READY) {
+            Punchline__Envelope *env = NULL;
+            cr_assert_eq(wire_decode(fr.buf, fr.len, &env, NULL), WIRE_OK);
+            frame_reader_reset(&fr);
+            return env;
+        }
+    }
+}
+
+static void tls_send_env(tls_client *t, Punchline__Envelope *env)
+{
+    uint8_t buf[FRAME_HEADER + FRAME_MAX];
+    int n = wire_encode(env, buf + FRAME_HEADER, FRAME_MAX);
+    cr_assert_gt(n, 0);
+    frame_put_header(buf, (uint32_t)n);
+    size_t off = 0, len = (size_t)n + FRAME_HEADER;
+    while (off < len) {
+        ssize_t w = tls_stream_write(t->ts, buf + off, len - off);
+        if (w == TLS_WANT_WRITE || w == TLS_WANT_READ) {
+            ev_run(loop, EVRUN_NOWAIT);
+            continue;
+        }
+        cr_assert_gt(w, 0);
+        off += (size_t)w;
+    }
+}
+
+/* Connect (plaintext ServerHello read by tcp_client), switch to TLS pinning
+ * fp, read the ServerHello inside. */
+static void tls_connect(tls_client *t, const uint8_t fp[ID_HASH_LEN])
+{
+    char err[256];
+    t->fd = tcp_client();
+    fcntl(t->fd, F_SETFL, fcntl(t->fd, F_GETFL) | O_NONBLOCK);
+    t->conf = tls_conf_client(NULL, fp, err, sizeof(err));
+    cr_assert_not_null(t->conf, "%s", err);
+    t->ts = tls_stream_new(t->conf, t->fd, NULL);
+    cr_assert_not_null(t->ts);
+    cr_assert_eq(tls_pump(t, op_handshake, NULL), 0, "handshake: %s", tls_stream_error(t->ts));
+    Punchline__Envelope *h = tls_recv_env(t);
+    cr_assert_not_null(h);
+    cr_assert_eq(h->body_case, PUNCHLINE__ENVELOPE__BODY_SERVER_HELLO, "got %s", wire_body_name(h));
+    memcpy(t->nonce, h->server_hello->nonce.data, WIRE_NONCE_LEN);
+    wire_free(h);
+}
+
+static void tls_close(tls_client *t)
+{
+    tls_stream_free(t->ts);
+    tls_conf_free(t->conf);
+    close(t->fd);
+}
+
+Test(rendezvous, tls_control_connection)
+{
+    char keyfile[] = "/tmp/pl-rz-tls-XXXXXX", err[256];
+    int kfd = mkstemp(keyfile);
+    cr_assert_geq(kfd, 0);
+    close(kfd);
+    unlink(keyfile); /* tls_conf_server_key creates it */
+    tls_conf *sconf = tls_conf_server_key(keyfile, err, sizeof(err));
+    cr_assert_not_null(sconf, "%s", err);
+    uint8_t fp[ID_HASH_LEN];
+    tls_conf_fingerprint(sconf, fp);
+    server_config cfg = {.log_level = SRV_LOG_ERROR, .tls = sconf, .tls_required = 1};
+    cr_assert_eq(netaddr_parse("127.0.0.1:0", &cfg.listen, false), 0);
+    server *s2 = server_new(loop, &cfg, err, sizeof(err));
+    cr_assert_not_null(s2, "%s", err);
+    netaddr keep_addr = srv_addr;
+    server_local_addr(s2, &srv_addr);
+
+    /* the server itself refuses a plaintext Register (not only our client) */
+    int p = tcp_client();
+    send_register(p, "plain", key_a, NULL);
+    expect_error(p, PUNCHLINE__ERROR_CODE__AUTH_FAILED);
+    expect_closed(p);
+    close(p);
+
+    /* inside TLS: a Register signed over the plaintext nonce N1 fails, over
+     * the fresh N2 it works */
+    tls_client t;
+    tls_connect(&t, fp);
+    cr_assert(memcmp(nonces[t.fd], t.nonce, WIRE_NONCE_LEN) != 0, "N2 must be fresh");
+    Punchline__Register reg;
+    uint8_t sig[ID_SIG_MAX];
+    make_register(&reg, "tlspeer", key_a, nonces[t.fd], sig);
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_REGISTER;
+    env.register_ = &reg;
+    tls_send_env(&t, &env);
+    Punchline__Envelope *r = tls_recv_env(&t);
+    cr_assert_not_null(r);
+    cr_assert_eq(r->body_case, PUNCHLINE__ENVELOPE__BODY_ERROR, "got %s", wire_body_name(r));
+    cr_assert_eq(r->error->code, PUNCHLINE__ERROR_CODE__AUTH_FAILED);
+    wire_free(r);
+    tls_close(&t);
+
+    tls_connect(&t, fp);
+    make_register(&reg, "tlspeer", key_a, t.nonce, sig);
+    tls_send_env(&t, &env);
+    r = tls_recv_env(&t);
+    cr_assert_not_null(r);
+    cr_assert_eq(r->body_case, PUNCHLINE__ENVELOPE__BODY_REGISTER_RESULT, "got %s", wire_body_name(r));
+    wire_free(r);
+    tls_close(&t);
+
+    /* relay connections are plain TCP: RelayOpen inside TLS is refused */
+    tls_connect(&t, fp);
+    Punchline__RelayOpen ro = PUNCHLINE__RELAY_OPEN__INIT;
+    uint8_t mac[WIRE_MAC_LEN] = {0};
+    ro.session_id = 1;
+    ro.role = PUNCHLINE__ROLE__CONTROLLING;
+    ro.mac.data = mac;
+    ro.mac.len = sizeof(mac);
+    Punchline__Envelope renv = PUNCHLINE__ENVELOPE__INIT;
+    renv.body_case = PUNCHLINE__ENVELOPE__BODY_RELAY_OPEN;
+    renv.relay_open = &ro;
+    tls_send_env(&t, &renv);
+    r = tls_recv_env(&t);
+    cr_assert_not_null(r);
+    cr_assert_eq(r->body_case, PUNCHLINE__ENVELOPE__BODY_ERROR, "got %s", wire_body_name(r));
+    cr_assert_eq(r->error->code, PUNCHLINE__ERROR_CODE__RELAY_REFUSED);
+    wire_free(r);
+    tls_close(&t);
+
+    srv_addr = keep_addr;
+    server_free(s2);
+    tls_conf_free(sconf);
+    unlink(keyfile);
 }

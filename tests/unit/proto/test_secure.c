@@ -262,3 +262,21 @@ Test(secure, largest_record_fits_the_mtu)
     cr_assert_eq(b.ngot, SECURE_MAX_PLAIN);
     destroy(&a, &b);
 }
+
+/* Why handshake records need the session MAC one layer up (wire.h
+ * wire_secure_accept): the DTLS core alone cannot tell a spoofed plaintext
+ * fatal alert from the peer's during the handshake. */
+Test(secure, spoofed_alert_ends_an_unprotected_handshake)
+{
+    static side a, b;
+    make(&a, &b, ida, idb, idb, ida);
+    secure_start(a.s, 0);
+    cr_assert_gt(a.nq, 0, "ClientHello sent");
+    /* epoch 0, seq 0: fatal (2) handshake_failure (40) */
+    static const uint8_t alert[] = {21, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 40};
+    secure_input(a.s, alert, sizeof(alert), 1);
+    cr_assert_eq(secure_state(a.s), SEC_FAILED);
+    cr_assert(!secure_auth_failed(a.s), "handshake_failure is not an authentication verdict: %s",
+              secure_error(a.s));
+    destroy(&a, &b);
+}

@@ -1041,3 +1041,46 @@ Test(wire, largest_data_envelope_fits_a_secure_record)
     cr_assert_gt(n, 0);
     cr_assert_leq((size_t)n - 1, SECURE_MAX_PLAIN, "%d-byte envelope", n - 1);
 }
+
+/* Secure.mac (PROTOCOL.md 4.5): which records a peer takes into its channel. */
+Test(wire, secure_record_acceptance)
+{
+    uint8_t secret[WIRE_SECRET_LEN], other[WIRE_SECRET_LEN];
+    memset(secret, 7, sizeof(secret));
+    memset(other, 8, sizeof(other));
+    uint8_t hs[40] = {22, 0xfe, 0xfd}, alert[20] = {21, 0xfe, 0xfd}, app[60] = {23, 0xfe, 0xfd};
+    uint8_t mac[WIRE_MAC_LEN];
+    Punchline__Secure m = PUNCHLINE__SECURE__INIT;
+    m.session_id = 42;
+
+    /* a handshake record: MAC required, open or not */
+    m.dtls.data = hs;
+    m.dtls.len = sizeof(hs);
+    cr_assert(wire_secure_needs_mac(hs, sizeof(hs)));
+    cr_assert_eq(wire_secure_accept(secret, 42, &m, false), WIRE_SECURE_DROP, "no MAC");
+    cr_assert_eq(wire_secure_accept(secret, 42, &m, true), WIRE_SECURE_DROP, "no MAC, open");
+    wire_secure_mac(secret, 42, hs, sizeof(hs), mac);
+    m.mac.data = mac;
+    m.mac.len = sizeof(mac);
+    cr_assert_eq(wire_secure_accept(secret, 42, &m, false), WIRE_SECURE_MACED);
+    cr_assert_eq(wire_secure_accept(secret, 43, &m, false), WIRE_SECURE_DROP, "other session");
+    cr_assert_eq(wire_secure_accept(other, 42, &m, false), WIRE_SECURE_DROP, "other secret");
+    hs[10] ^= 1;
+    cr_assert_eq(wire_secure_accept(secret, 42, &m, false), WIRE_SECURE_DROP, "changed record");
+    hs[10] ^= 1;
+    mac[0] ^= 1;
+    cr_assert_eq(wire_secure_accept(secret, 42, &m, false), WIRE_SECURE_DROP, "changed MAC");
+
+    /* an alert: MAC required even on an open channel (a spoofed one would end it) */
+    m.dtls.data = alert;
+    m.dtls.len = sizeof(alert);
+    m.mac.len = 0;
+    cr_assert_eq(wire_secure_accept(secret, 42, &m, true), WIRE_SECURE_DROP);
+
+    /* application data: left to the AEAD once open, dropped before */
+    m.dtls.data = app;
+    m.dtls.len = sizeof(app);
+    cr_assert(!wire_secure_needs_mac(app, sizeof(app)));
+    cr_assert_eq(wire_secure_accept(secret, 42, &m, true), WIRE_SECURE_AEAD);
+    cr_assert_eq(wire_secure_accept(secret, 42, &m, false), WIRE_SECURE_DROP);
+}
