@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "identity.h"
@@ -151,4 +152,56 @@ Test(identity, sign_and_verify)
     cr_assert_eq(identity_verify((const uint8_t *)"junk", 4, (const uint8_t *)"m", 1, sig, n, NULL), -1);
     identity_free(a);
     identity_free(b);
+}
+
+/* Several processes creating the same key file at once end up with one key
+ * (the link() in identity.c), and the directory it creates is private. */
+Test(identity, concurrent_creation_yields_one_key)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/race/id.pem", dir);
+    int fds[4][2];
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(pipe(fds[i]), 0);
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+            char err[256];
+            identity *id;
+            if (identity_load(path, true, &id, err, sizeof(err)) != 0)
+                _exit(1);
+            ssize_t w = write(fds[i][1], identity_id(id), ID_TEXT_LEN);
+            _exit(w == ID_TEXT_LEN ? 0 : 1);
+        }
+        close(fds[i][1]);
+    }
+    char ids[4][ID_TEXT_LEN + 1];
+    for (int i = 0; i < 4; i++) {
+        memset(ids[i], 0, sizeof(ids[i]));
+        cr_assert_eq(read(fds[i][0], ids[i], ID_TEXT_LEN), ID_TEXT_LEN);
+        close(fds[i][0]);
+        int st;
+        wait(&st);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    for (int i = 1; i < 4; i++)
+        cr_assert_str_eq(ids[i], ids[0]);
+    char d[128];
+    snprintf(d, sizeof(d), "%s/race", dir);
+    struct stat st;
+    cr_assert_eq(stat(d, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0700);
+}
+
+Test(identity, group_readable_is_refused)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/g.pem", dir);
+    char err[256];
+    identity *a;
+    cr_assert_eq(identity_load(path, true, &a, err, sizeof(err)), 0, "%s", err);
+    identity_free(a);
+    chmod(path, 0640);
+    cr_assert_eq(identity_load(path, true, &a, err, sizeof(err)), -1);
+    cr_assert(strstr(err, "mode 640"), "%s", err);
 }
