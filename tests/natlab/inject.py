@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """tests/natlab/inject.py - a third host attacking a punched session.
 
-    inject.py FROM_IP:PORT TO_IP:PORT SESSION_HEX ROUNDS
+    inject.py FROM_IP:PORT TO_IP:PORT SESSION_HEX ROUNDS [relay]
 
 Sends, from FROM (bound with IP_FREEBIND + IP_TRANSPARENT, so it may be another host's
 address: spoofing the peer's public endpoint), to TO, ROUNDS times each:
@@ -9,8 +9,10 @@ plain Data with text "INJECTED-n" (what an unencrypted protocol would
 deliver), plain Close, plain Ack, Probe requests and responses with a bad
 MAC (one nominating, one claiming a mapped address), and Secure envelopes
 with garbage DTLS records (handshake and application-data content types).
-Every message carries the real session id.  The receiving peer must ignore
-all of it.  Encodes protobuf by hand (docs/PROTOCOL.md, proto/punchline.proto)
+Every message carries the real session id.  With "relay", every datagram
+is wrapped in the relay header (0x0D, session id) as the rendezvous sends
+relay-udp traffic: spoof FROM = the rendezvous to attack the relay path.
+The receiving peer must ignore all of it.  Encodes protobuf by hand (docs/PROTOCOL.md, proto/punchline.proto)
 so it needs nothing but the standard library.
 """
 import os
@@ -82,7 +84,7 @@ def messages(sid, n, from_ip):
 
 
 def main():
-    if len(sys.argv) != 5:
+    if len(sys.argv) not in (5, 6) or (len(sys.argv) == 6 and sys.argv[5] != "relay"):
         sys.stderr.write(__doc__)
         return 2
     fip, fport = sys.argv[1].rsplit(":", 1)
@@ -95,12 +97,16 @@ def main():
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((fip, int(fport)))
     sent = 0
+    relay = len(sys.argv) == 6
     for n in range(rounds):
         for _, dgram in messages(sid, n, fip):
+            if relay:
+                dgram = b"\x0d" + struct.pack(">Q", sid) + dgram
             s.sendto(dgram, (tip, int(tport)))
             sent += 1
         time.sleep(0.01)
-    print("injected %d datagrams from %s to %s for session %016x" % (sent, sys.argv[1], sys.argv[2], sid))
+    print("injected %d %sdatagrams from %s to %s for session %016x" %
+          (sent, "relay-wrapped " if relay else "", sys.argv[1], sys.argv[2], sid))
     return 0
 
 

@@ -13,10 +13,11 @@
 # 2. Pinning: --peer-id with the right id connects and the verified id is
 #    the one the peer printed; an impostor registered under the name (a
 #    dishonest or tricked rendezvous) is refused with exit 1.
-# 3. A third host spoofing bob's public endpoint injects plain Data, Close,
-#    Ack, forged probes and garbage DTLS records into a punched session: the
-#    conversation goes on unchanged, nothing injected is printed, the path
-#    stays, both exit 0.
+# 3. A third host spoofing bob's public endpoint (and the rendezvous, with
+#    relay-wrapped datagrams) injects plain Data, Close, Ack, forged probes
+#    and garbage DTLS records into a session that has both a direct and a
+#    relay path up: the conversation goes on unchanged, nothing injected is
+#    printed, neither side changes path, both exit 0.
 # Needs root; exits 77 (skip) otherwise.
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
@@ -153,12 +154,17 @@ chat_stop impostor || true
 ip netns exec "$(natlab_ns mallory)" sysctl -qw net.ipv4.ip_nonlocal_bind=1
 chat_start_chat bob i-bob --server "$RZ" --name i-bob --timeout 20 -v
 chat_wait_grep i-bob err registered 10 || chat_fail "i-bob did not register"
-chat_start_chat alice i-alice --server "$RZ" --name i-alice --peer i-bob --transport udp --timeout 20 -v
+chat_start_chat alice i-alice --server "$RZ" --name i-alice --peer i-bob --transport auto --timeout 20 -v
 chat_wait_grep i-alice err '^connected ' 15 || chat_fail "i-alice did not connect"
 chat_wait_grep i-bob err '^connected ' 5 || chat_fail "i-bob did not connect"
+# auto: relay first, then the upgrade; the relay path stays up beside it
+chat_wait_grep i-alice err '^(connected|path) peer=i-bob path=direct-udp ' 10 || chat_fail "i-alice never went direct"
+chat_wait_grep i-bob err '^(connected|path) peer=i-alice path=direct-udp ' 10 || chat_fail "i-bob never went direct"
 # alice's view: bob's public endpoint; bob's view: alice's public endpoint
-bob_pub=$(sed -n 's/^connected peer=i-bob path=direct-udp remote=\([0-9.:]*\) .*/\1/p' "$CHAT_WORK/i-alice.err")
-alice_pub=$(sed -n 's/^connected peer=i-alice path=direct-udp remote=\([0-9.:]*\) .*/\1/p' "$CHAT_WORK/i-bob.err")
+bob_pub=$(sed -n -E 's/^(connected|path) peer=i-bob path=direct-udp remote=([0-9.:]*) .*/\2/p' "$CHAT_WORK/i-alice.err" | tail -n1)
+alice_pub=$(sed -n -E 's/^(connected|path) peer=i-alice path=direct-udp remote=([0-9.:]*) .*/\2/p' "$CHAT_WORK/i-bob.err" | tail -n1)
+paths_before_a=$(grep -cE '^(connected|path) ' "$CHAT_WORK/i-alice.err" || true)
+paths_before_b=$(grep -cE '^(connected|path) ' "$CHAT_WORK/i-bob.err" || true)
 sid=$(sed -n 's/.*punching to i-bob .*session \([0-9a-f]*\)).*/\1/p' "$CHAT_WORK/i-alice.err" | head -n1)
 : >"$CHAT_WORK/expect.i-alice"
 : >"$CHAT_WORK/expect.i-bob"
@@ -180,9 +186,12 @@ if [ -n "$bob_pub" ] && [ -n "$alice_pub" ] && [ -n "$sid" ]; then
     if natlab_exec mallory python3 "$(dirname "$0")/inject.py" "$bob_pub" "$alice_pub" "$sid" 20 \
         >"$CHAT_WORK/inject.out" 2>&1 &&
         natlab_exec mallory python3 "$(dirname "$0")/inject.py" "$alice_pub" "$bob_pub" "$sid" 20 \
+            >>"$CHAT_WORK/inject.out" 2>&1 &&
+        natlab_exec mallory python3 "$(dirname "$0")/inject.py" 203.0.113.1:7350 "$bob_pub" "$sid" 20 relay \
+            >>"$CHAT_WORK/inject.out" 2>&1 &&
+        natlab_exec mallory python3 "$(dirname "$0")/inject.py" 203.0.113.1:7350 "$alice_pub" "$sid" 20 relay \
             >>"$CHAT_WORK/inject.out" 2>&1; then
-        chat_pass "$(head -n1 "$CHAT_WORK/inject.out")"
-        chat_pass "$(tail -n1 "$CHAT_WORK/inject.out")"
+        while read -r l; do chat_pass "$l"; done <"$CHAT_WORK/inject.out"
     else
         chat_fail "injector failed: $(cat "$CHAT_WORK/inject.out")"
     fi
@@ -212,10 +221,13 @@ if [ -n "$bob_pub" ] && [ -n "$alice_pub" ] && [ -n "$sid" ]; then
         else
             chat_pass "$r printed nothing injected"
         fi
-        if grep -q '^path ' "$CHAT_WORK/$r.err"; then
-            chat_fail "$r changed path after the injection: $(grep '^path ' "$CHAT_WORK/$r.err")"
+        before=$paths_before_a
+        [ "$r" = i-bob ] && before=$paths_before_b
+        after=$(grep -cE '^(connected|path) ' "$CHAT_WORK/$r.err" || true)
+        if [ "$after" != "$before" ]; then
+            chat_fail "$r changed path after the injection: $(grep -E '^(connected|path) ' "$CHAT_WORK/$r.err" | tail -n +"$((before + 1))" | tr '\n' ' ')"
         else
-            chat_pass "$r stayed on its direct-udp path"
+            chat_pass "$r stayed on its direct-udp path (relay path up beside it)"
         fi
     done
     chat_check_output i-alice "$CHAT_WORK/expect.i-alice"
