@@ -126,9 +126,11 @@ static int open_socket(server *s, int type, char *err, size_t errlen)
     if (type == SOCK_STREAM)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (bind(fd, &s->cfg.listen.u.sa, s->cfg.listen.len) < 0) {
+        int saved = errno;
         snprintf(err, errlen, "cannot bind %s/%s: %s", as, type == SOCK_STREAM ? "tcp" : "udp",
-                 strerror(errno));
+                 strerror(saved));
         close(fd);
+        errno = saved; /* server_new retries on EADDRINUSE */
         return -1;
     }
     if (type == SOCK_STREAM && listen(fd, 512) < 0) {
@@ -172,18 +174,27 @@ server *server_new(struct ev_loop *loop, const server_config *cfg, char *err, si
         }
         s->cfg.relay = *relay_get_limits(s->relay);
     }
-    s->tcp_fd = open_socket(s, SOCK_STREAM, err, errlen);
-    if (s->tcp_fd < 0)
-        goto fail;
-    /* With port 0, bind UDP to the port TCP got so both share one number. */
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    getsockname(s->tcp_fd, (struct sockaddr *)&ss, &sl);
-    netaddr_from_sockaddr(&s->local, (struct sockaddr *)&ss, sl);
-    s->cfg.listen = s->local;
-    s->udp_fd = open_socket(s, SOCK_DGRAM, err, errlen);
-    if (s->udp_fd < 0)
-        goto fail;
+    /* With port 0, bind UDP to the port TCP got so both share one number;
+     * if that UDP port is taken, try another TCP port (a few times). */
+    bool any_port = netaddr_port(&cfg->listen) == 0;
+    for (int attempt = 0;; attempt++) {
+        s->cfg.listen = cfg->listen;
+        s->tcp_fd = open_socket(s, SOCK_STREAM, err, errlen);
+        if (s->tcp_fd < 0)
+            goto fail;
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        getsockname(s->tcp_fd, (struct sockaddr *)&ss, &sl);
+        netaddr_from_sockaddr(&s->local, (struct sockaddr *)&ss, sl);
+        s->cfg.listen = s->local;
+        s->udp_fd = open_socket(s, SOCK_DGRAM, err, errlen);
+        if (s->udp_fd >= 0)
+            break;
+        close(s->tcp_fd);
+        s->tcp_fd = -1;
+        if (!any_port || errno != EADDRINUSE || attempt == 20)
+            goto fail;
+    }
     ev_io_init(&s->accept_w, accept_cb, s->tcp_fd, EV_READ);
     s->accept_w.data = s;
     ev_io_start(loop, &s->accept_w);
