@@ -211,6 +211,8 @@ say "conversation (stdin of each chat is typed by this script)"
 type_line alice "hi bob, it's alice - no relay between us"
 type_line bob "hey alice! your packets come straight through NAT B"
 type_line alice "the rendezvous only told us each other's address"
+type_line bob "and it only sees ciphertext: we talk DTLS, key ids checked"
+type_line alice "(the id= in each connected line is the other's key; pin it with --peer-id)"
 type_line bob "nice. bye!"
 type_line alice "bye"
 
