@@ -64,26 +64,27 @@ Punchline__Envelope *bench_expect(int fd, frame_reader *fr, int body)
     return e;
 }
 
-void bench_register(bench_peer *p, const netaddr *srv, const char *name)
+identity *bench_key(void)
 {
-    p->tcp = socket(AF_INET, SOCK_STREAM, 0);
-    if (p->tcp < 0 || connect(p->tcp, &srv->u.sa, srv->len) < 0)
-        bench_die("connect to the rendezvous");
-    frame_reader_init(&p->fr);
     /* One key for every bench peer: a key may hold any number of names. */
     static identity *key;
     if (!key && !(key = identity_ephemeral()))
         bench_die("identity key");
-    Punchline__Envelope *hello = bench_expect(p->tcp, &p->fr, PUNCHLINE__ENVELOPE__BODY_SERVER_HELLO);
+    return key;
+}
+
+size_t bench_register_frame(const uint8_t *nonce, const char *name, const char *client_version,
+                            uint8_t *out, size_t cap)
+{
+    identity *key = bench_key();
     uint8_t msg[sizeof(REGISTER_SIG_LABEL) + WIRE_NONCE_LEN + 64], sig[ID_SIG_MAX];
-    size_t ml = wire_register_sig_input(hello->server_hello->nonce.data, name, msg, sizeof(msg));
+    size_t ml = wire_register_sig_input(nonce, name, msg, sizeof(msg));
     size_t sl = 0, pl = 0;
-    wire_free(hello);
     if (!ml || identity_sign(key, msg, ml, sig, &sl) != 0)
         bench_die("signing the registration");
     Punchline__Register reg = PUNCHLINE__REGISTER__INIT;
     reg.name = (char *)name;
-    reg.client_version = "punchline-relay-load";
+    reg.client_version = (char *)client_version;
     reg.public_key.data = (uint8_t *)identity_pub(key, &pl);
     reg.public_key.len = pl;
     reg.signature.data = sig;
@@ -91,7 +92,28 @@ void bench_register(bench_peer *p, const netaddr *srv, const char *name)
     Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
     env.body_case = PUNCHLINE__ENVELOPE__BODY_REGISTER;
     env.register_ = &reg;
-    bench_send_frame(p->tcp, &env);
+    if (cap < FRAME_HEADER)
+        bench_die("encode");
+    int n = wire_encode(&env, out + FRAME_HEADER, cap - FRAME_HEADER);
+    if (n < 0)
+        bench_die("encode");
+    frame_put_header(out, (uint32_t)n);
+    return (size_t)n + FRAME_HEADER;
+}
+
+void bench_register(bench_peer *p, const netaddr *srv, const char *name)
+{
+    p->tcp = socket(AF_INET, SOCK_STREAM, 0);
+    if (p->tcp < 0 || connect(p->tcp, &srv->u.sa, srv->len) < 0)
+        bench_die("connect to the rendezvous");
+    frame_reader_init(&p->fr);
+    Punchline__Envelope *hello = bench_expect(p->tcp, &p->fr, PUNCHLINE__ENVELOPE__BODY_SERVER_HELLO);
+    uint8_t frame[FRAME_HEADER + 512];
+    size_t fl = bench_register_frame(hello->server_hello->nonce.data, name, "punchline-relay-load",
+                                     frame, sizeof(frame));
+    wire_free(hello);
+    if (send(p->tcp, frame, fl, MSG_NOSIGNAL) != (ssize_t)fl)
+        bench_die("send");
     Punchline__Envelope *rr = bench_expect(p->tcp, &p->fr, PUNCHLINE__ENVELOPE__BODY_REGISTER_RESULT);
     uint64_t token = rr->register_result->udp_token;
     p->token = token;

@@ -5,6 +5,7 @@
 #ifndef PL_BENCH_PEER_H
 #define PL_BENCH_PEER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "addr.h"
@@ -25,6 +26,14 @@ extern const char *bench_prog;
 void bench_send_frame(int fd, Punchline__Envelope *env);
 /* The next envelope on fd; dies unless its body is `body`. */
 Punchline__Envelope *bench_expect(int fd, frame_reader *fr, int body);
+/* The one ephemeral identity key every bench peer registers with (a key may
+ * hold any number of names). */
+struct identity *bench_key(void);
+/* A whole Register frame (length header included) for name, signed over the
+ * ServerHello nonce (WIRE_NONCE_LEN bytes) with bench_key(): one ECDSA sign.
+ * Returns its length; dies if it does not fit in cap. */
+size_t bench_register_frame(const uint8_t *nonce, const char *name, const char *client_version,
+                            uint8_t *out, size_t cap);
 /* Register `name` at srv over TCP and bind a fresh UDP socket (4 MiB buffers). */
 void bench_register(bench_peer *p, const netaddr *srv, const char *name);
 

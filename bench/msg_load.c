@@ -10,7 +10,9 @@
  *          with UdpBound.
  * Keeps WINDOW requests in flight (default 256) with sendmmsg/recvmmsg
  * batches, so the figure is the server's answer rate, not socket drops.
- * Prints: mode=M sent=N answered=N seconds=S rate=N (answers per second). */
+ * Prints: mode=M sent=N answered=N seconds=S rate=N (answers per second).
+ *
+ * TCP modes (bench/msg_load_tcp.c): register, keepalive, stun-tcp, hold. */
 #define _GNU_SOURCE
 #include <poll.h>
 #include <stdio.h>
@@ -21,6 +23,7 @@
 #include <unistd.h>
 
 #include "bench_peer.h"
+#include "msg_load.h"
 #include "timeutil.h"
 
 #define BATCH 32
@@ -28,8 +31,12 @@
 int main(int argc, char **argv)
 {
     bench_prog = "punchline-msg-load";
-    if (argc < 4 || (strcmp(argv[3], "stun") && strcmp(argv[3], "udpbind"))) {
-        fprintf(stderr, "Usage: punchline-msg-load HOST:PORT SECONDS stun|udpbind [WINDOW]\n");
+    if (argc < 4 || (strcmp(argv[3], "stun") && strcmp(argv[3], "udpbind") &&
+                     !msg_load_tcp_mode(argv[3]))) {
+        fprintf(stderr, "Usage: punchline-msg-load HOST:PORT SECONDS stun|udpbind [WINDOW]\n"
+                        "       punchline-msg-load HOST:PORT SECONDS register [WINDOW]\n"
+                        "       punchline-msg-load HOST:PORT SECONDS keepalive|stun-tcp [CONNS [DEPTH]]\n"
+                        "       punchline-msg-load HOST:PORT SECONDS hold N [tcp|udp] [KA_S [WINDOW]]\n");
         return 2;
     }
     netaddr srv;
@@ -38,6 +45,13 @@ int main(int argc, char **argv)
         return 2;
     }
     double seconds = atof(argv[2]);
+    if (msg_load_tcp_mode(argv[3])) {
+        if (seconds <= 0) {
+            fprintf(stderr, "punchline-msg-load: SECONDS > 0\n");
+            return 2;
+        }
+        return msg_load_tcp(&srv, seconds, argv[3], argc - 4, argv + 4);
+    }
     bool stun = !strcmp(argv[3], "stun");
     int window = argc > 4 ? atoi(argv[4]) : 256;
     if (seconds <= 0 || window < BATCH) {

@@ -17,6 +17,9 @@
 #           coturn delivered in this round (one relay hop per message: the
 #           rendezvous forwards a peer's datagram straight to the other peer).
 #  pl-sat   punchline-relay-load as fast as the relay forwards (window 2048).
+#  raw-paced, raw-sat  the same load through punchline-udp-forward (plain
+#           recvmmsg/sendmmsg between two addresses, no parsing, no checks):
+#           the floor any UDP relay on this kernel pays.
 # CPU = utime + stime of the server process (all threads) over the load,
 # from /proc/PID/stat; messages = those that arrived.
 #
@@ -29,7 +32,7 @@ rounds=${2:-3}
 for t in turnserver turnutils_uclient taskset; do
     command -v "$t" >/dev/null || { echo "relay_cost.sh: needs $t (apt-get install coturn util-linux)" >&2; exit 2; }
 done
-for b in punchline-rendezvous punchline-relay-load; do
+for b in punchline-rendezvous punchline-relay-load punchline-udp-forward; do
     [ -x "$bindir/$b" ] || { echo "relay_cost.sh: no $bindir/$b; build first" >&2; exit 2; }
 done
 [ "$(nproc)" -ge 2 ] || { echo "relay_cost.sh: needs 2 cores" >&2; exit 2; }
@@ -96,6 +99,20 @@ run_punchline() { # PPS (0 = saturation) SECONDS
     echo "$((c1 - c0))"
 }
 
+run_raw() { # PPS (0 = saturation) SECONDS: the plain UDP forwarder, same load
+    local port out c0 c1
+    port=$(free_port)
+    taskset -c 0 "$bindir/punchline-udp-forward" "127.0.0.1:$port" &
+    srv_pid=$!
+    wait_listen "$port" || { echo "punchline-udp-forward did not start" >&2; exit 1; }
+    c0=$(cpu_ticks "$srv_pid")
+    out=$(taskset -c 1 "$bindir/punchline-relay-load" --raw "127.0.0.1:$port" "$2" 100 2048 "$1")
+    c1=$(cpu_ticks "$srv_pid")
+    kill "$srv_pid"; wait "$srv_pid" 2>/dev/null || true; srv_pid=""
+    sed -n 's/^sent=\([0-9]*\) received=\([0-9]*\) seconds=\([0-9.]*\) .*/\1 \2 \3/p' <<<"$out" | tr '\n' ' '
+    echo "$((c1 - c0))"
+}
+
 # calc EXPR: floating point arithmetic, 2 decimals
 calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
 us_per() { calc "$1 * 1000000 / $tck / $2"; }
@@ -112,4 +129,10 @@ for r in $(seq 1 "$rounds"); do
     read -r ss sr ssec sc < <(run_punchline 0 5)
     printf '%-6s %-9s %9s %9s %7s %9s %8s %10s\n' "$r" pl-sat "$ss" "$sr" "$ssec" \
         "$(calc "$sr / $ssec")" "$(calc "$sc / $tck")" "$(us_per "$sc" "$sr")"
+    read -r xs xr xsec xc < <(run_raw "$rate" 10)
+    printf '%-6s %-9s %9s %9s %7s %9s %8s %10s\n' "$r" raw-paced "$xs" "$xr" "$xsec" \
+        "$(calc "$xr / $xsec")" "$(calc "$xc / $tck")" "$(us_per "$xc" "$xr")"
+    read -r ys yr ysec yc < <(run_raw 0 5)
+    printf '%-6s %-9s %9s %9s %7s %9s %8s %10s\n' "$r" raw-sat "$ys" "$yr" "$ysec" \
+        "$(calc "$yr / $ysec")" "$(calc "$yc / $tck")" "$(us_per "$yc" "$yr")"
 done

@@ -7,7 +7,11 @@
  * the relay's forwarding rate, not socket-buffer drops.  Batched with
  * sendmmsg/recvmmsg so the generator is cheaper per packet than the server.
  *
- *   punchline-relay-load HOST:PORT SECONDS [PAYLOAD_BYTES] [WINDOW] [PPS]
+ *   punchline-relay-load [--raw] HOST:PORT SECONDS [PAYLOAD_BYTES] [WINDOW] [PPS]
+ *
+ * --raw: no punchline at all: two plain UDP sockets say hello to HOST:PORT
+ * (punchline-udp-forward, the floor under any relay) and the same load
+ * runs through it.
  *
  * PPS > 0 paces the sending to about that many datagrams per second (to
  * compare CPU per packet with another relay at the same load); 0 or absent
@@ -36,9 +40,14 @@ static netaddr srv;
 int main(int argc, char **argv)
 {
     bench_prog = "punchline-relay-load";
+    bool raw = argc > 1 && !strcmp(argv[1], "--raw");
+    if (raw) {
+        argv++;
+        argc--;
+    }
     if (argc < 3 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fprintf(argc < 3 ? stderr : stdout,
-                "Usage: punchline-relay-load HOST:PORT SECONDS [PAYLOAD_BYTES] [WINDOW] [PPS]\n"
+                "Usage: punchline-relay-load [--raw] HOST:PORT SECONDS [PAYLOAD_BYTES] [WINDOW] [PPS]\n"
                 "Load generator for the rendezvous UDP relay (bench/relay_cost.sh).\n");
         return argc < 3 ? 2 : 0;
     }
@@ -58,7 +67,23 @@ int main(int argc, char **argv)
     char na[32], nb[32];
     snprintf(na, sizeof(na), "load-a-%d", (int)getpid());
     snprintf(nb, sizeof(nb), "load-b-%d", (int)getpid());
-    bench_peer a, b;
+    bench_peer a = {.tcp = -1}, b = {.tcp = -1};
+    uint64_t sid = 0;
+    if (raw) {
+        /* the forwarder pairs the first two senders: a, then b */
+        a.udp = socket(AF_INET, SOCK_DGRAM, 0);
+        b.udp = socket(AF_INET, SOCK_DGRAM, 0);
+        int big = 4 << 20;
+        setsockopt(b.udp, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+        sendto(a.udp, "a", 1, 0, &srv.u.sa, srv.len);
+        usleep(20000);
+        sendto(b.udp, "b", 1, 0, &srv.u.sa, srv.len);
+        usleep(20000);
+        char junk[8];
+        while (recv(b.udp, junk, sizeof(junk), MSG_DONTWAIT) > 0)
+            ; /* a's hello, forwarded */
+        goto load;
+    }
     bench_register(&a, &srv, na);
     bench_register(&b, &srv, nb);
 
@@ -72,8 +97,9 @@ int main(int argc, char **argv)
     bench_send_frame(a.tcp, &env);
     wire_free(bench_expect(a.tcp, &a.fr, PUNCHLINE__ENVELOPE__BODY_CANDIDATES));
     Punchline__Envelope *ps = bench_expect(a.tcp, &a.fr, PUNCHLINE__ENVELOPE__BODY_PUNCH_START);
-    uint64_t sid = ps->punch_start->session_id;
+    sid = ps->punch_start->session_id;
     wire_free(ps);
+load:;
 
     size_t len = WIRE_RELAY_HDR + 1 + payload;
     static uint8_t out[WIRE_RELAY_HDR + WIRE_UDP_MAX];
@@ -135,6 +161,8 @@ int main(int argc, char **argv)
     printf("sent=%llu received=%llu seconds=%.2f pps=%.0f mbit=%.1f payload=%zu window=%d\n",
            (unsigned long long)sent, (unsigned long long)arrived, secs, (double)arrived / secs,
            (double)arrived * (double)payload * 8 / secs / 1e6, payload, window);
-    close(a.tcp), close(b.tcp), close(a.udp), close(b.udp);
+    if (!raw)
+        close(a.tcp), close(b.tcp);
+    close(a.udp), close(b.udp);
     return 0;
 }

@@ -14,6 +14,7 @@ PL_DEPS_PACKAGES=(
     libmbedtls-dev                                       # crypto
     libcriterion-dev                                     # unit tests
     iproute2 nftables iptables conntrack                 # NAT lab (tests/natlab)
+    libnetfilter-queue-dev                               # NAT lab delay line natlab-nfq-delay (NFQUEUE; no netem here)
     python3                                              # NAT-lab self-test probes
     coturn                                               # turnutils_stunclient: STUN interop test
     tcpdump                                              # security lab test: no plaintext on the wire

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/natlab-matrix.sh [-b BINDIR] [-n RUNS] [-p "A:B A:B ..."] [-k] [-h]
+# scripts/natlab-matrix.sh [-b BINDIR] [-n RUNS] [-p "A:B A:B ..."] [-d MS] [-l PCT] [-k] [-h]
 #
 # Every pair of NAT types of the lab (tests/natlab/lib.sh, real nftables
 # conntrack NAT in network namespaces), punchline-chat with --transport auto,
@@ -11,6 +11,11 @@
 #   -b BINDIR  punchline binaries (default build/bin)
 #   -n RUNS    runs per pair (default 3)
 #   -p PAIRS   only these pairs, e.g. "sym:sym pr:fc" (default: all)
+#   -d MS      delay every packet MS ms at every router (both directions) and
+#              public host (in and out): +2*MS on an RTT per router crossed
+#              (natlab_set_delay; needs natlab-nfq-delay in BINDIR). Every
+#              wait of this script scales with it (x(1 + MS/25), rounded up).
+#   -l PCT     drop PCT% of the packets at the same places, independently
 #   -k         keep going quietly: exit 0 even if a pair misses expectations
 # Exit status: 0 if every pair met its expectation (or -k), 1 otherwise,
 # 77 without root/namespaces, 2 for usage errors.
@@ -31,17 +36,28 @@ bindir=$root/build/bin
 runs=3
 only=""
 keep=0
-while getopts "b:n:p:kh" o; do
+delay=0
+loss=0
+while getopts "b:n:p:d:l:kh" o; do
     case $o in
         b) bindir=$OPTARG ;;
         n) runs=$OPTARG ;;
         p) only=$OPTARG ;;
         k) keep=1 ;;
-        h) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        d) delay=$OPTARG ;;
+        l) loss=$OPTARG ;;
+        h) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) exit 2 ;;
     esac
 done
 case $runs in '' | *[!0-9]* | 0) echo "natlab-matrix: -n wants a positive number" >&2; exit 2 ;; esac
+case $delay in '' | *[!0-9]*) echo "natlab-matrix: -d wants milliseconds" >&2; exit 2 ;; esac
+case $loss in '' | *[!0-9]*) echo "natlab-matrix: -l wants a percentage 0..100" >&2; exit 2 ;; esac
+[ "$loss" -le 100 ] || { echo "natlab-matrix: -l wants a percentage 0..100" >&2; exit 2; }
+# Every wait below is multiplied by this (1 at no delay; 3 at -d 50, i.e.
+# 100 ms RTT per router crossed and up to 400 ms RTT between two double NATs).
+scale=$(((25 + delay + 24) / 25))
+[ "$loss" -eq 0 ] || scale=$((scale + 1))
 
 TYPES=(pub fw fc arc pr sym dbl noudp rzudp)
 
@@ -78,7 +94,11 @@ if ! natlab_init; then
     exit 77
 fi
 chat_setup "$bindir" >/dev/null
-CHAT_T_REGISTER=15
+if [ "$delay" -gt 0 ] && ! natlab_delay_available; then
+    echo "natlab-matrix: -d needs the delay line (see above)"
+    exit 77
+fi
+CHAT_T_REGISTER=$((15 * scale))
 RZ=203.0.113.1:7350
 
 # ---- the lab: two instances of every type ----------------------------------
@@ -119,6 +139,12 @@ natlab_add_host same2 rpr1 "${same_ip%.*}.22"
 natlab_add_router rhp 203.0.113.40 10.0.99.0/24 hairpin
 natlab_add_host hp1 rhp 10.0.99.21
 natlab_add_host hp2 rhp 10.0.99.22
+# delay and loss: every router (carrier NATs included) and public host
+if [ "$delay" -gt 0 ] || [ "$loss" -gt 0 ]; then
+    for node in "${!NATLAB_WAN_IP[@]}" "${!NATLAB_PUBLIC[@]}"; do
+        natlab_set_delay "$node" "$delay" "$loss"
+    done
+fi
 
 # the harness bounds every process it starts (CHAT_T_HARD); the rendezvous
 # must outlive the whole matrix, each chat only its own run
@@ -127,7 +153,7 @@ if ! chat_start_rendezvous inet 203.0.113.1 7350 >/dev/null; then
     echo "natlab-matrix: the rendezvous did not start" >&2
     exit 1
 fi
-CHAT_T_HARD=120
+CHAT_T_HARD=$((120 * scale))
 
 # ---- one run --------------------------------------------------------------
 # run_pair A B I: caller A1 calls callee B2; prints "first first_ms final direct_ms"
@@ -139,22 +165,22 @@ run_pair() {
     [ "$a" = hp ] && caller=hp1 callee=hp2
     cr="m$i-$caller-$callee-a"
     ce="m$i-$caller-$callee-b"
-    chat_start_chat "$callee" "$ce" --server "$RZ" --name "$ce" --timeout 20
+    chat_start_chat "$callee" "$ce" --server "$RZ" --name "$ce" --timeout $((20 * scale))
     if ! chat_wait_grep "$ce" err registered "$CHAT_T_REGISTER"; then
         chat_stop "$ce" >/dev/null 2>&1 || true
         echo "fail - fail -"
         return
     fi
-    chat_start_chat "$caller" "$cr" --server "$RZ" --name "$cr" --peer "$ce" --timeout 20
+    chat_start_chat "$caller" "$cr" --server "$RZ" --name "$cr" --peer "$ce" --timeout $((20 * scale))
     local first="" fms="" final="" dms="" line
-    if chat_wait_grep "$cr" err '^connected ' 25 && chat_wait_grep "$ce" err '^connected ' 5; then
+    if chat_wait_grep "$cr" err '^connected ' $((25 * scale)) && chat_wait_grep "$ce" err '^connected ' $((5 * scale)); then
         line=$(grep -m1 '^connected ' "$CHAT_WORK/$cr.err")
         first=$(sed 's/.* path=\([^ ]*\) .*/\1/' <<<"$line")
         fms=$(sed -n "s/.* ms=\([0-9]*\).*/\1/p" <<<"$line")
         # give the upgrade time: punching runs 10 s at most, a direct path
         # comes within a second when it exists
         if [[ $first == relay-* ]]; then
-            chat_wait_grep "$cr" err '^path peer=.* path=direct-' 3 || true
+            chat_wait_grep "$cr" err '^path peer=.* path=direct-' $((3 * scale)) || true
         fi
         line=$(grep -E '^(connected|path) ' "$CHAT_WORK/$cr.err" | tail -n1)
         final=$(sed 's/.* path=\([^ ]*\) .*/\1/' <<<"$line")
@@ -168,8 +194,8 @@ run_pair() {
     fi
     chat_close "$cr"
     chat_close "$ce"
-    chat_wait_exit "$cr" 10 >/dev/null || chat_stop "$cr" >/dev/null 2>&1 || true
-    chat_wait_exit "$ce" 10 >/dev/null || chat_stop "$ce" >/dev/null 2>&1 || true
+    chat_wait_exit "$cr" $((10 * scale)) >/dev/null || chat_stop "$cr" >/dev/null 2>&1 || true
+    chat_wait_exit "$ce" $((10 * scale)) >/dev/null || chat_stop "$ce" >/dev/null 2>&1 || true
     echo "${first:-fail} ${fms:--} ${final:-fail} ${dms:--}"
 }
 
@@ -193,6 +219,12 @@ else
 fi
 
 bad=0
+if [ "$delay" -gt 0 ] || [ "$loss" -gt 0 ]; then
+    printf '# delay %s ms per packet and %s%% loss at every router and public host (+%s ms RTT per router crossed); waits x%s\n' \
+        "$delay" "$loss" $((2 * delay)) "$scale"
+else
+    echo "# no added delay or loss (near-zero RTT)"
+fi
 printf '%-12s %-6s %-5s %-22s %-11s %-11s %-6s %s\n' pair expect ok "final path (runs)" "first p50/95" "direct p50/95" verdict why
 for pr in "${pairs[@]}"; do
     a=${pr%%:*}

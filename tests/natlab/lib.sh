@@ -32,6 +32,16 @@ declare -gA NATLAB_TYPE=()      # router name -> NAT type
 declare -gA NATLAB_HOST_IP=()   # host name -> LAN address
 declare -gA NATLAB_HOST_ROUTER=() # host name -> router name ("" = public host)
 declare -gA NATLAB_PUBLIC=()    # public host name -> "open" or "firewall"
+declare -gA NATLAB_DELAY_PID=() # node -> pid of its natlab-nfq-delay (natlab_set_delay)
+NATLAB_TMP=""                   # scratch dir of this lab (delay-line logs), made on demand
+# Queue number natlab_set_delay uses. NFQUEUE queues are per network
+# namespace, so every node can use the same number.
+NATLAB_NFQ_QUEUE=${NATLAB_NFQ_QUEUE:-7}
+# NATLAB_NFQ_DELAY: path of the natlab-nfq-delay binary (tests/natlab/nfq_delay.c).
+# Default: next to the punchline binaries the tests get ($NATLAB_BIN_DIR, else
+# the chat harness's $CHAT_BIN_DIR, else build/bin of this tree).
+NATLAB_NFQ_DELAY=${NATLAB_NFQ_DELAY:-}
+_NATLAB_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 _natlab_err() { printf 'natlab: %s\n' "$*" >&2; }
 
@@ -459,6 +469,178 @@ EOF
 }
 
 # ---------------------------------------------------------------------------
+# Delay and loss (netem is not in this kernel; see docs/NATLAB.md)
+# ---------------------------------------------------------------------------
+
+# natlab_nfq_delay_bin: print the natlab-nfq-delay path natlab_set_delay uses
+# (it may not exist; see natlab_delay_available).
+natlab_nfq_delay_bin() {
+    if [ -n "$NATLAB_NFQ_DELAY" ]; then
+        printf '%s\n' "$NATLAB_NFQ_DELAY"
+    else
+        printf '%s/natlab-nfq-delay\n' "${NATLAB_BIN_DIR:-${CHAT_BIN_DIR:-$_NATLAB_LIB_DIR/../../build/bin}}"
+    fi
+}
+
+# natlab_delay_available: 0 if natlab_set_delay can add delay (the binary
+# exists, iptables is there); otherwise 1 with the reason on stderr, so a
+# test can skip its delay part with a clear message. Loss alone needs neither.
+natlab_delay_available() {
+    local bin
+    bin=$(natlab_nfq_delay_bin)
+    if [ ! -x "$bin" ]; then
+        _natlab_err "no delay line: $bin not found (needs libnetfilter-queue-dev at build time, see scripts/deps.sh; or set NATLAB_NFQ_DELAY)"
+        return 1
+    fi
+    if ! command -v iptables >/dev/null 2>&1; then
+        _natlab_err "no delay line: iptables not found (NFQUEUE is only reachable through iptables-nft here)"
+        return 1
+    fi
+}
+
+# _natlab_delay_ifaces NODE: "wan lan" for a router, "eth0" for a host.
+_natlab_delay_ifaces() {
+    if [ -n "${NATLAB_WAN_IP[$1]:-}" ]; then
+        echo "wan lan"
+    elif [ -n "${NATLAB_HOST_IP[$1]:-}" ]; then
+        echo eth0
+    else
+        return 1
+    fi
+}
+
+# _natlab_delay_rule CHAIN IFACE: the iptables rule spec natlab_set_delay adds.
+_natlab_delay_rule() {
+    local dir=-i
+    [ "$1" = OUTPUT ] && dir=-o
+    printf '%s\n' "$1" "$dir" "$2" -j NFQUEUE --queue-num "$NATLAB_NFQ_QUEUE" --queue-bypass
+}
+
+# _natlab_delay_off NODE: stop NODE's delay line and remove its rules.
+_natlab_delay_off() {
+    local node=$1 ns pid spec i rule
+    ns=$(natlab_ns "$node")
+    pid=${NATLAB_DELAY_PID[$node]:-}
+    if [ -n "$pid" ]; then
+        # SIGTERM: it accepts whatever it holds and exits
+        kill -TERM "$pid" 2>/dev/null || true
+        for i in $(seq 20); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        unset "NATLAB_DELAY_PID[$node]"
+    fi
+    if command -v iptables >/dev/null 2>&1; then
+        for spec in "PREROUTING wan" "PREROUTING lan" "PREROUTING eth0" "OUTPUT eth0"; do
+            # shellcheck disable=SC2086 # spec is "CHAIN IFACE"
+            mapfile -t rule < <(_natlab_delay_rule $spec)
+            while ip netns exec "$ns" iptables -t raw -D "${rule[@]}" 2>/dev/null; do :; done
+        done
+    fi
+    ip netns exec "$ns" nft delete table inet natlab_delay 2>/dev/null || true
+}
+
+# natlab_set_delay NODE MS [LOSS_PCT [JITTER_MS]]
+# Make the links of NODE slow and lossy:
+#   router  every packet the router receives on "wan" or "lan" (everything it
+#           forwards, in both directions, and the little that is addressed
+#           to the router itself) waits MS ms, so an RTT whose packets cross
+#           the router grows by 2*MS;
+#   host    (public, or behind a router) every packet it sends or receives
+#           on eth0 waits MS ms: again +2*MS per RTT.
+# LOSS_PCT (integer 0..100, default 0) drops that percentage of the same
+# packets at random, each packet independently, before the delay.
+# JITTER_MS (default 0) adds a uniform random 0..JITTER_MS ms to each
+# packet's delay without reordering packets.
+# Calling it again replaces the node's settings; MS=0 LOSS_PCT=0 removes them.
+#
+# How: packets are taken before conntrack (raw priority), so a held packet
+# carries no conntrack state and the NAT sees it exactly as if it had arrived
+# MS later on the wire.
+#   loss:  table inet natlab_delay, `numgen random mod 100 < LOSS_PCT drop`
+#          at priority raw - 10 (prerouting; output too on a host)
+#   delay: iptables-nft `-t raw -A PREROUTING -i IF -j NFQUEUE --queue-num N
+#          --queue-bypass` (OUTPUT -o eth0 on a host; this kernel has neither
+#          netem nor the nft `queue` statement) and one natlab-nfq-delay per
+#          node in its namespace, holding each packet. --queue-bypass: if the
+#          program is gone, packets pass undelayed rather than being dropped.
+# Delay needs natlab-nfq-delay (natlab_nfq_delay_bin, natlab_delay_available);
+# loss alone does not. natlab_cleanup stops the programs.
+natlab_set_delay() {
+    if [ $# -lt 2 ] || [ $# -gt 4 ]; then
+        _natlab_err "usage: natlab_set_delay NODE MS [LOSS_PCT [JITTER_MS]]"
+        return 1
+    fi
+    local node=$1 ms=$2 loss=${3:-0} jitter=${4:-0} ns ifaces ifc bin pid log i v rule
+    for v in "$ms" "$loss" "$jitter"; do
+        case $v in '' | *[!0-9]*) _natlab_err "natlab_set_delay: '$v' is not a non-negative integer"; return 1 ;; esac
+    done
+    if [ "$loss" -gt 100 ]; then
+        _natlab_err "natlab_set_delay: LOSS_PCT must be 0..100, got $loss"
+        return 1
+    fi
+    if ! ifaces=$(_natlab_delay_ifaces "$node"); then
+        _natlab_err "natlab_set_delay: unknown node '$node' (want a router or a host)"
+        return 1
+    fi
+    ns=$(natlab_ns "$node")
+    _natlab_delay_off "$node"
+
+    if [ "$loss" -gt 0 ]; then
+        local set="" out="" drop="numgen random mod 100 < $loss drop"
+        [ "$loss" -lt 100 ] || drop=drop # numgen mod 100 is 0..99
+        for ifc in $ifaces; do set="$set${set:+, }\"$ifc\""; done
+        if [ "$ifaces" = eth0 ]; then
+            out="chain out { type filter hook output priority raw - 10; policy accept;
+        oifname \"eth0\" $drop; }"
+        fi
+        ip netns exec "$ns" nft -f - <<EOF || { _natlab_err "loading the loss rules into $ns failed"; return 1; }
+table inet natlab_delay {
+    chain pre { type filter hook prerouting priority raw - 10; policy accept;
+        iifname { $set } $drop; }
+    $out
+}
+EOF
+    fi
+
+    [ "$ms" -gt 0 ] || [ "$jitter" -gt 0 ] || return 0
+    natlab_delay_available || return 1
+    bin=$(natlab_nfq_delay_bin)
+    if [ -z "$NATLAB_TMP" ]; then
+        NATLAB_TMP=$(mktemp -d "${TMPDIR:-/tmp}/natlab-$NATLAB_PREFIX.XXXXXX") || return 1
+    fi
+    log="$NATLAB_TMP/nfq-delay-$node.log"
+    # `ip netns exec` execs the program: $! is its pid.
+    ip netns exec "$ns" "$bin" --queue "$NATLAB_NFQ_QUEUE" --delay "$ms" --jitter "$jitter" \
+        </dev/null >/dev/null 2>"$log" &
+    pid=$!
+    NATLAB_DELAY_PID[$node]=$pid
+    # Wait until the queue is bound in that namespace (or the program died).
+    for i in $(seq 100); do
+        if ip netns exec "$ns" awk -v q="$NATLAB_NFQ_QUEUE" '$1 == q { f = 1 } END { exit !f }' \
+            /proc/net/netfilter/nfnetlink_queue 2>/dev/null; then
+            break
+        fi
+        if ! kill -0 "$pid" 2>/dev/null || [ "$i" = 100 ]; then
+            _natlab_err "natlab-nfq-delay did not bind queue $NATLAB_NFQ_QUEUE in $ns: $(cat "$log" 2>/dev/null)"
+            _natlab_delay_off "$node"
+            return 1
+        fi
+        sleep 0.05
+    done
+    for ifc in $ifaces; do
+        mapfile -t rule < <(_natlab_delay_rule PREROUTING "$ifc")
+        _natlab_run ip netns exec "$ns" iptables -t raw -A "${rule[@]}" || return 1
+    done
+    if [ "$ifaces" = eth0 ]; then
+        mapfile -t rule < <(_natlab_delay_rule OUTPUT eth0)
+        _natlab_run ip netns exec "$ns" iptables -t raw -A "${rule[@]}" || return 1
+    fi
+}
+
+# ---------------------------------------------------------------------------
 # Debugging and cleanup
 # ---------------------------------------------------------------------------
 
@@ -502,7 +684,24 @@ _natlab_lab_namespaces() {
 # safe under `set -e`; meant for `trap natlab_cleanup EXIT INT TERM`.
 natlab_cleanup() {
     [ -n "$NATLAB_PREFIX" ] || return 0
-    local nss ns pids all_pids="" i
+    local nss ns pids all_pids="" i node
+    # Delay lines first (on SIGTERM they accept what they hold and exit).
+    for node in "${!NATLAB_DELAY_PID[@]}"; do
+        kill -TERM "${NATLAB_DELAY_PID[$node]}" 2>/dev/null || true
+    done
+    for node in "${!NATLAB_DELAY_PID[@]}"; do
+        for i in 1 2 3 4 5 6 7 8 9 10; do
+            kill -0 "${NATLAB_DELAY_PID[$node]}" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "${NATLAB_DELAY_PID[$node]}" 2>/dev/null || true
+        wait "${NATLAB_DELAY_PID[$node]}" 2>/dev/null || true
+    done
+    NATLAB_DELAY_PID=()
+    if [ -n "$NATLAB_TMP" ]; then
+        rm -rf "$NATLAB_TMP"
+        NATLAB_TMP=""
+    fi
     nss=$(_natlab_lab_namespaces)
     [ -n "$nss" ] || { NATLAB_NAMESPACES=(); return 0; }
     for ns in $nss; do

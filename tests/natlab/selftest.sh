@@ -11,14 +11,23 @@
 #     the router's public mapping (no hairpinning);
 #  4. a symmetric router maps one socket to different ports per destination;
 #  5. a hairpinning router delivers a LAN host's packet sent to another LAN
-#     host's public mapping, from the router's public address.
-# Exit 0 pass, 1 fail, 77 skip (not root / no netns).
+#     host's public mapping, from the router's public address;
+#  6. natlab_set_delay: 25 ms on a router puts 50 ms (two crossings) on the
+#     RTT of a host behind it, 100% loss drops everything, and turning it off
+#     restores the link. The delay part is skipped (logged) when the
+#     natlab-nfq-delay binary is missing.
+# Usage: selftest.sh [BINDIR]  (BINDIR: where natlab-nfq-delay is; default
+# build/bin, or $NATLAB_NFQ_DELAY). Exit 0 pass, 1 fail, 77 skip (not root /
+# no netns).
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
+if [ -n "${1:-}" ]; then
+    NATLAB_BIN_DIR=$1
+fi
 
 if ! command -v python3 >/dev/null 2>&1; then
     echo "SKIP: python3 not found"
@@ -247,6 +256,52 @@ hairpin() {
     grep -q "from 203.0.113.14:" "$work/hairpin.log"
 }
 check "hairpin router loops LAN traffic to a public mapping back inside" hairpin
+
+# 6. delay and loss. rtt.py: N probes to the echo server, one at a time
+#    (1 s timeout each); prints the RTTs; exit 0 if all were answered.
+cat >"$work/rtt.py" <<'EOF'
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1.0)
+rtts = []
+for i in range(int(sys.argv[3])):
+    t0 = time.monotonic()
+    s.sendto(b"?", (sys.argv[1], int(sys.argv[2])))
+    try:
+        s.recvfrom(2048)
+        rtts.append((time.monotonic() - t0) * 1000)
+    except socket.timeout:
+        pass
+print("answered %d of %s, RTT ms: %s" % (len(rtts), sys.argv[3], " ".join("%.1f" % r for r in rtts)))
+sys.exit(0 if len(rtts) == int(sys.argv[3]) else 1)
+EOF
+delay_rtt() { # 25 ms on ra, crossed twice per RTT: want 50 <= RTT < 200
+    local out
+    natlab_set_delay ra 25 || return 1
+    out=$(natlab_exec alice timeout 20 python3 "$work/rtt.py" 203.0.113.1 3478 5) || { echo "$out"; return 1; }
+    echo "alice -> 203.0.113.1 with 25 ms on ra: $out"
+    natlab_set_delay ra 0 || return 1
+    awk '{ for (i = 7; i <= NF; i++) if ($i < 50 || $i >= 200) exit 1 }' <<<"$out"
+}
+loss_all() { # 100% loss on ra: nothing gets through; off again: all do
+    local out
+    natlab_set_delay ra 0 100 || return 1
+    if out=$(natlab_exec alice timeout 20 python3 "$work/rtt.py" 203.0.113.1 3478 3); then
+        echo "with 100% loss on ra: $out (expected none)"
+        natlab_set_delay ra 0
+        return 1
+    fi
+    echo "with 100% loss on ra: $out"
+    natlab_set_delay ra 0 || return 1
+    out=$(natlab_exec alice timeout 20 python3 "$work/rtt.py" 203.0.113.1 3478 3) || { echo "loss off: $out"; return 1; }
+    echo "loss off again: $out"
+}
+if natlab_delay_available 2>"$work/delay-skip.txt"; then
+    check "natlab_set_delay: 25 ms on ra gives alice an RTT of 50..200 ms" delay_rtt
+else
+    echo "SKIP: delay check: $(cat "$work/delay-skip.txt")"
+fi
+check "natlab_set_delay: 100% loss on ra drops everything, 0% restores it" loss_all
 
 if [ "$failures" -ne 0 ]; then
     echo "natlab selftest: $failures check(s) failed"
