@@ -3,6 +3,8 @@
  * frames, and routes Data/Ack/Close frames of the selected stream to the
  * connection.  Stream and attempt links are labelled with their core index. */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 
 #include "crypto.h"
@@ -19,6 +21,26 @@ static const tcp_link_ops stream_ops = {.on_frame = link_frame_cb, .on_close = l
 /* Link tags: attempts are their candidate index, streams 100 + stream index. */
 #define STREAM_TAG(i) (100 + (i))
 
+/* How long an attempt may wait for an answer before it is replaced.  All
+ * attempts to one candidate share one 4-tuple: a replacement SYN carries a
+ * new sequence number, and once the peer's SYN has crossed ours the NATs'
+ * conntrack entries (SYN_SENT2) mark it INVALID, and the SYN-ACK meant for
+ * the old socket meets a closed one.  So never replace an attempt before
+ * the peer could have answered: one peer-to-peer RTT, estimated as 4x our
+ * smoothed RTT to the rendezvous (the peer's leg is unknown and may be
+ * longer, e.g. behind a second NAT; measured in the lab with delay: 3x was
+ * not enough against a double NAT).  Near zero RTT this stays at 50 ms. */
+static uint32_t attempt_interval_ms(const pl_peer *p, uint32_t floor_ms)
+{
+    struct tcp_info ti;
+    socklen_t tl = sizeof(ti);
+    uint32_t rtt_ms = 0;
+    if (p->tcp_fd >= 0 && getsockopt(p->tcp_fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0)
+        rtt_ms = ti.tcpi_rtt / 1000;
+    uint32_t v = 4 * rtt_ms;
+    return v > floor_ms ? v : floor_ms;
+}
+
 void conn_tcp_start(pl_conn *c, uint64_t now)
 {
     pl_peer *p = c->peer;
@@ -28,7 +50,12 @@ void conn_tcp_start(pl_conn *c, uint64_t now)
         .timeout_ms = p->cfg.punch_timeout_ms,
         .keepalive_ms = peer_keepalive_ms(p),
         .path_timeout_ms = p->cfg.path_timeout_ms,
+        .attempt_initial_ms = attempt_interval_ms(p, 50),
+        .attempt_max_ms = attempt_interval_ms(p, 200),
     };
+    if (cfg.attempt_initial_ms > 50)
+        plog(&p->log, PL_LOG_DEBUG, "tcp attempts to %s paced %u..%u ms (rendezvous RTT)",
+             c->peer_name, cfg.attempt_initial_ms, cfg.attempt_max_ms);
     memcpy(cfg.secret, c->pu.cfg.secret, WIRE_SECRET_LEN);
     crypto_random(&cfg.tid_seed, sizeof(cfg.tid_seed));
     tcpp_init(&c->tp, &cfg);

@@ -619,6 +619,7 @@ EOF
     NATLAB_DELAY_PID[$node]=$pid
     # Wait until the queue is bound in that namespace (or the program died).
     for i in $(seq 100); do
+        # shellcheck disable=SC2016 # an awk program, not shell
         if ip netns exec "$ns" awk -v q="$NATLAB_NFQ_QUEUE" '$1 == q { f = 1 } END { exit !f }' \
             /proc/net/netfilter/nfnetlink_queue 2>/dev/null; then
             break
