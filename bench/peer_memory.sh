@@ -15,10 +15,8 @@
 #           did meanwhile.  The server's own share is 1 TCP socket per peer.
 # The holders (punchline-msg-load ... hold, bench/msg_load_tcp.c) need 2 fds
 # per peer, so the peers are split over processes of at most PER_PROC
-# (default 5000); the server needs 1 fd per peer.  punchline-rendezvous caps
-# open control connections at 15000 (no flag), so above 14900 peers the
-# server is punchline-bench-rendezvous (bench/bench_rendezvous.c: the same
-# server core with max_conns settable); SERVER=bench forces it for any N.
+# (default 5000); the server needs 1 fd per peer (its --max-conns and
+# --max-peers are raised to fit N).
 # Server on core 0, holders on core 1.  Needs root for /proc/slabinfo (the
 # slab lines are left out without it).
 set -euo pipefail
@@ -30,8 +28,7 @@ kinds=${3:-"tcp udp"}
 rounds=${4:-1}
 per_proc=${PER_PROC:-5000}
 settle=${SETTLE:-5}
-server_kind=${SERVER:-auto}
-for b in punchline-rendezvous punchline-bench-rendezvous punchline-msg-load; do
+for b in punchline-rendezvous punchline-msg-load; do
     [ -x "$bindir/$b" ] || { echo "peer_memory.sh: no $bindir/$b; build first" >&2; exit 2; }
 done
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -84,20 +81,15 @@ for r in $(seq 1 "$rounds"); do
 for n in $peers_list; do
 for kind in $kinds; do
     port=$(free_port)
-    if [ "$server_kind" = bench ] || { [ "$server_kind" = auto ] && [ "$n" -gt 14900 ]; }; then
-        srv=bench
-        taskset -c 0 "$bindir/punchline-bench-rendezvous" "127.0.0.1:$port" $((n + 1000)) $((n + 100)) \
-            2>"$work/rz.err" &
-    else
-        srv=shipped
-        taskset -c 0 "$bindir/punchline-rendezvous" --listen "127.0.0.1:$port" --log-level warn \
-            --max-peers $((n + 1000)) 2>"$work/rz.err" &
-    fi
+    srv=shipped
+    taskset -c 0 "$bindir/punchline-rendezvous" --listen "127.0.0.1:$port" --log-level warn \
+        --max-peers $((n + 1000)) --max-conns $((n + 100)) 2>"$work/rz.err" &
     srv_pid=$!
     wait_listen "$port" || { echo "server did not start" >&2; cat "$work/rz.err" >&2; exit 1; }
     sleep 1
     snapshot "$work/before"
     gen_pids=()
+    rm -f "$work"/gen*
     left=$n i=0
     t0=$(date +%s.%N)
     while [ "$left" -gt 0 ]; do

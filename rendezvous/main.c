@@ -32,6 +32,8 @@ static void usage(FILE *f)
             "      --expiry SEC         drop peers silent for SEC seconds (default 60)\n"
             "      --keepalive SEC      keepalive interval told to peers (default 15)\n"
             "      --max-peers N        registered peers at most (default 10000)\n"
+            "      --max-conns N        open TCP connections at most, registered or not\n"
+            "                           (default 15000; keep it below the open-file limit)\n"
             "\n"
             "Relay (for pairs without a direct path; docs/PROTOCOL.md section 5):\n"
             "      --no-relay           do not relay; peers can only connect directly\n"
@@ -126,6 +128,7 @@ int main(int argc, char **argv)
         {"listen", required_argument, 0, 'l'},  {"log-level", required_argument, 0, 'L'},
         {"expiry", required_argument, 0, 'e'},  {"keepalive", required_argument, 0, 'k'},
         {"max-peers", required_argument, 0, 'm'}, {"version", no_argument, 0, 'V'},
+        {"max-conns", required_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'},          {"no-relay", no_argument, 0, 'R'},
         {"relay-sessions", required_argument, 0, 'S'},
         {"relay-session-bytes", required_argument, 0, 'B'},
@@ -190,6 +193,13 @@ int main(int argc, char **argv)
                 return 2;
             }
             cfg.max_peers = v;
+            break;
+        case 'M':
+            if (parse_uint(optarg, 1, 1000000, &v)) {
+                fprintf(stderr, "punchline-rendezvous: --max-conns takes 1..1000000\n");
+                return 2;
+            }
+            cfg.max_conns = v;
             break;
         case 'R':
             cfg.relay_off = 1;

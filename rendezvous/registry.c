@@ -63,6 +63,7 @@ void registry_free(registry *r)
         reg_peer *p = r->by_name[i];
         while (p) {
             reg_peer *n = p->next_by_name;
+            free(p->host);
             free(p);
             p = n;
         }
@@ -134,6 +135,7 @@ void registry_remove(registry *r, reg_peer *p)
     if (*pp)
         *pp = p->next_by_token;
     r->count--;
+    free(p->host);
     free(p);
 }
 

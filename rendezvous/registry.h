@@ -13,6 +13,12 @@
 #include "ratelimit.h"
 #include "wire.h"
 
+typedef struct reg_host {
+    netaddr addr;
+    bool tcp;                    /* transport */
+    bool srflx;                  /* a reflexive address the peer learned elsewhere (STUN) */
+} reg_host;
+
 typedef struct reg_peer {
     char name[NAME_MAX_LEN + 1];
     void *conn;                  /* the shell's control connection */
@@ -20,10 +26,8 @@ typedef struct reg_peer {
     uint8_t key_hash[WIRE_KEY_HASH_LEN]; /* SHA-256 of the identity key: owns the name */
     netaddr observed_tcp;
     netaddr observed_udp;        /* len 0 until the first UdpBind */
-    netaddr host[WIRE_MAX_HOST_CANDIDATES];
-    bool host_tcp[WIRE_MAX_HOST_CANDIDATES]; /* transport of host[i] */
-    bool host_srflx[WIRE_MAX_HOST_CANDIDATES]; /* host[i] is a reflexive address the peer
-                                                  learned elsewhere (a STUN server) */
+    struct reg_host *host;       /* the candidates the peer reported (n_host, malloc'd:
+                                    most peers send 1-4 of the 16 allowed) */
     size_t n_host;
     uint64_t last_seen_ms;
     ratelimit connect_rl;        /* connect requests from this peer */

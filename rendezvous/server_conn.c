@@ -176,6 +176,13 @@ static int conn_flush(srv_conn *c)
         srv_conn_free(c);
         return -1;
     }
+    if (!c->rs && c->out) {
+        /* drained: an idle control connection keeps no buffer (memory per
+         * registered peer, docs/BENCHMARKS.md) */
+        free(c->out);
+        c->out = NULL;
+        c->out_cap = 0;
+    }
     return 0;
 }
 
@@ -188,7 +195,7 @@ static int out_reserve(srv_conn *c, size_t total)
 {
     if (c->out_len + total <= c->out_cap)
         return 0;
-    size_t cap = c->out_cap ? c->out_cap : 4096;
+    size_t cap = c->out_cap ? c->out_cap : c->rs ? 4096 : 512;
     while (cap < c->out_len + total)
         cap *= 2;
     uint8_t *p = realloc(c->out, cap);
@@ -229,10 +236,21 @@ int srv_conn_send(srv_conn *c, Punchline__Envelope *env)
         srv_conn_close_after_flush(c);
         return -1;
     }
-    if (out_reserve(c, total) < 0)
+    size_t off = 0;
+    if (!c->out_len && !c->tls && !c->rs) {
+        /* Nothing queued: write now (no watcher round trip, and no buffer
+         * kept per idle connection).  Errors are left to the watcher, which
+         * frees the connection: callers may still hold c. */
+        ssize_t w = send(c->fd, buf, total, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w == (ssize_t)total)
+            return 0;
+        if (w > 0)
+            off = (size_t)w;
+    }
+    if (out_reserve(c, total - off) < 0)
         return -1;
-    memcpy(c->out + c->out_len, buf, total);
-    c->out_len += total;
+    memcpy(c->out + c->out_len, buf + off, total - off);
+    c->out_len += total - off;
     if (!ev_is_active(&c->wio))
         ev_io_start(c->srv->loop, &c->wio); /* flush from the loop: keeps c valid for callers */
     return 0;
@@ -259,8 +277,9 @@ void srv_conn_send_error(srv_conn *c, Punchline__ErrorCode code, uint32_t reques
 /* Keep the usable UDP and TCP host candidates a peer announced. */
 static void store_host_candidates(reg_peer *p, Punchline__Candidate **cands, size_t n)
 {
-    p->n_host = 0;
-    for (size_t i = 0; i < n && p->n_host < WIRE_MAX_HOST_CANDIDATES; i++) {
+    reg_host tmp[WIRE_MAX_HOST_CANDIDATES];
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < WIRE_MAX_HOST_CANDIDATES; i++) {
         netaddr a;
         int tr = cands[i]->transport;
         int kind = cands[i]->kind;
@@ -269,10 +288,19 @@ static void store_host_candidates(reg_peer *p, Punchline__Candidate **cands, siz
              kind != PUNCHLINE__CANDIDATE_KIND__SERVER_REFLEXIVE) ||
             netaddr_from_endpoint(cands[i]->endpoint, &a) != 0 || !netaddr_is_usable_candidate(&a))
             continue;
-        p->host_tcp[p->n_host] = tr == PUNCHLINE__TRANSPORT__TCP;
-        p->host_srflx[p->n_host] = kind == PUNCHLINE__CANDIDATE_KIND__SERVER_REFLEXIVE;
-        p->host[p->n_host++] = a;
+        tmp[k].addr = a;
+        tmp[k].tcp = tr == PUNCHLINE__TRANSPORT__TCP;
+        tmp[k].srflx = kind == PUNCHLINE__CANDIDATE_KIND__SERVER_REFLEXIVE;
+        k++;
     }
+    reg_host *h = k ? malloc(k * sizeof(*h)) : NULL;
+    if (k && !h)
+        k = 0; /* out of memory: keep the peer, without host candidates */
+    if (k)
+        memcpy(h, tmp, k * sizeof(*h));
+    free(p->host);
+    p->host = h;
+    p->n_host = k;
 }
 
 static void handle_register(srv_conn *c, const Punchline__Register *m)
@@ -407,9 +435,9 @@ static size_t fill_candidates(const reg_peer *p, Punchline__Candidate *cs, Punch
          * the same as ours, then its interface addresses */
         for (int srflx_pass = 1; srflx_pass >= 0; srflx_pass--)
             for (size_t i = 0; i < p->n_host; i++)
-                if (p->host_tcp[i] == (tcp == 1) && p->host_srflx[i] == (srflx_pass == 1) &&
-                    !(srflx_pass && netaddr_equal(&p->host[i], srflx)))
-                    put_candidate(&cs[n], &eps[n], ips[n], &p->host[i],
+                if (p->host[i].tcp == (tcp == 1) && p->host[i].srflx == (srflx_pass == 1) &&
+                    !(srflx_pass && netaddr_equal(&p->host[i].addr, srflx)))
+                    put_candidate(&cs[n], &eps[n], ips[n], &p->host[i].addr,
                                   srflx_pass ? PUNCHLINE__CANDIDATE_KIND__SERVER_REFLEXIVE
                                              : PUNCHLINE__CANDIDATE_KIND__HOST, tr), n++;
     }
