@@ -1,6 +1,8 @@
 #include "tcp_link.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -141,6 +143,9 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 int tcp_link_reuse(int fd)
 {
     int one = 1;
+    /* Every TCP socket of the peer carries small frames that must not wait
+     * for a delayed ACK (Nagle): control messages, probes, DTLS records. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
         return -1;
     return setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
@@ -149,6 +154,8 @@ int tcp_link_reuse(int fd)
 static tcp_link *link_new(struct ev_loop *loop, int fd, const netaddr *remote,
                           const tcp_link_ops *ops, void *user, int tag)
 {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* see tcp_link_reuse */
     tcp_link *l = calloc(1, sizeof(*l));
     if (!l)
         return NULL;

@@ -4,6 +4,8 @@
 #include "server_internal.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +53,11 @@ void srv_conn_accept(server *s, int fd, const netaddr *remote)
     }
     c->srv = s;
     c->fd = fd;
+    /* Replies are written as they are made (srv_conn_send): without this,
+     * Nagle holds the second of two back-to-back frames (Incoming, then
+     * Candidates and PunchStart) until the peer's delayed ACK, ~40 ms. */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->remote = *remote;
     c->opened_ms = time_now_ms();
     frame_reader_init(&c->fr);
