@@ -82,7 +82,8 @@ for n in $peers_list; do
 for kind in $kinds; do
     port=$(free_port)
     srv=shipped
-    taskset -c 0 "$bindir/punchline-rendezvous" --listen "127.0.0.1:$port" --log-level warn \
+    # one load generator = one source address: per-source limits off
+    taskset -c 0 "$bindir/punchline-rendezvous" --listen "127.0.0.1:$port" --log-level warn --per-ip-rate 1000000 --per-ip-pending 100000 \
         --max-peers $((n + 1000)) --max-conns $((n + 100)) 2>"$work/rz.err" &
     srv_pid=$!
     wait_listen "$port" || { echo "server did not start" >&2; cat "$work/rz.err" >&2; exit 1; }

@@ -59,7 +59,8 @@ start_server() { # start_server punchline|coturn PORT
             --relay-ip=127.0.0.1 --no-tls --no-dtls --no-cli -m 1 --simple-log \
             --log-file="$work/turn.log" --no-stdout-log >/dev/null 2>&1 &
     else
-        taskset -c 0 "$bindir/punchline-rendezvous" --listen "127.0.0.1:$2" --log-level warn \
+        # one load generator = one source address: per-source limits off
+        taskset -c 0 "$bindir/punchline-rendezvous" --listen "127.0.0.1:$2" --log-level warn --per-ip-rate 1000000 --per-ip-pending 100000 \
             2>"$work/rz.err" &
     fi
     srv_pid=$!

@@ -34,6 +34,10 @@ static void usage(FILE *f)
             "      --max-peers N        registered peers at most (default 10000)\n"
             "      --max-conns N        open TCP connections at most, registered or not\n"
             "                           (default 15000; keep it below the open-file limit)\n"
+            "      --per-ip-pending N   unregistered connections one source address (IPv6:\n"
+            "                           one /64) may hold (default 64)\n"
+            "      --per-ip-rate N      new connections per second per source (default 50,\n"
+            "                           bursts of twice that); registered peers never count\n"
             "\n"
             "Relay (for pairs without a direct path; docs/PROTOCOL.md section 5):\n"
             "      --no-relay           do not relay; peers can only connect directly\n"
@@ -129,6 +133,7 @@ int main(int argc, char **argv)
         {"expiry", required_argument, 0, 'e'},  {"keepalive", required_argument, 0, 'k'},
         {"max-peers", required_argument, 0, 'm'}, {"version", no_argument, 0, 'V'},
         {"max-conns", required_argument, 0, 'M'},
+        {"per-ip-pending", required_argument, 0, 'P'}, {"per-ip-rate", required_argument, 0, 'Z'},
         {"help", no_argument, 0, 'h'},          {"no-relay", no_argument, 0, 'R'},
         {"relay-sessions", required_argument, 0, 'S'},
         {"relay-session-bytes", required_argument, 0, 'B'},
@@ -193,6 +198,20 @@ int main(int argc, char **argv)
                 return 2;
             }
             cfg.max_peers = v;
+            break;
+        case 'P':
+            if (parse_uint(optarg, 1, 100000, &v)) {
+                fprintf(stderr, "punchline-rendezvous: --per-ip-pending takes 1..100000\n");
+                return 2;
+            }
+            cfg.per_ip_pending = (uint32_t)v;
+            break;
+        case 'Z':
+            if (parse_uint(optarg, 1, 1000000, &v)) {
+                fprintf(stderr, "punchline-rendezvous: --per-ip-rate takes 1..1000000\n");
+                return 2;
+            }
+            cfg.per_ip_rate = (uint32_t)v;
             break;
         case 'M':
             if (parse_uint(optarg, 1, 1000000, &v)) {

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "iplimit.h"
 #include "timeutil.h"
 
 void srv_log(const server *s, int level, const char *fmt, ...)
@@ -79,7 +80,22 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         netaddr remote;
         netaddr_from_sockaddr(&remote, (struct sockaddr *)&ss, sl);
-        srv_conn_accept(s, fd, &remote);
+        int v = iplimit_admit(s->ipl, &remote, time_now_ms());
+        if (v != IPL_OK) {
+            /* counted, logged at debug only: a flood must not flood the log */
+            s->ipl_refused++;
+            if (s->cfg.log_level >= SRV_LOG_DEBUG) {
+                char as[NETADDR_STRLEN];
+                netaddr_format(&remote, as, sizeof(as));
+                srv_log(s, SRV_LOG_DEBUG, "connection from %s refused: %s", as,
+                        v == IPL_TOO_MANY ? "too many unregistered connections from it"
+                        : v == IPL_TOO_FAST ? "new connections too fast"
+                                            : "source table full");
+            }
+            close(fd);
+            continue;
+        }
+        srv_conn_accept(s, fd, &remote); /* marks the connection pending */
     }
 }
 
@@ -99,6 +115,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     server *s = w->data;
     uint64_t now = time_now_ms();
     registry_expire(s->reg, now, expired_cb, s);
+    iplimit_expire(s->ipl, now);
     srv_relay_tick(s, now);
     for (srv_conn *c = s->conns, *next; c; c = next) {
         next = c->next;
@@ -159,6 +176,12 @@ server *server_new(struct ev_loop *loop, const server_config *cfg, char *err, si
         s->cfg.register_deadline_ms = 10000;
     if (!s->cfg.max_conns)
         s->cfg.max_conns = 15000;
+    iplimit_config ic = {.max_pending = cfg->per_ip_pending, .rate_per_s = cfg->per_ip_rate};
+    s->ipl = iplimit_new(&ic);
+    if (!s->ipl) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     registry_config rc = {.max_peers = cfg->max_peers, .expiry_ms = s->cfg.expiry_ms};
     s->reg = registry_new(&rc);
     if (!s->reg) {
@@ -227,6 +250,7 @@ void server_free(server *s)
         close(s->udp_fd);
     registry_free(s->reg);
     relay_free(s->relay);
+    iplimit_free(s->ipl);
     free(s);
 }
 
@@ -235,6 +259,8 @@ void server_log_stats(const server *s)
     char buf[768];
     srv_log(s, SRV_LOG_STATS, "peers registered=%zu, connections=%zu", registry_count(s->reg),
             s->nconns);
+    srv_log(s, SRV_LOG_STATS, "per-source limits: sources=%zu, refused=%llu, tls handshakes=%zu",
+            iplimit_sources(s->ipl), (unsigned long long)s->ipl_refused, s->n_tls_hs);
     if (s->relay) {
         relay_format_stats(s->relay, buf, sizeof(buf));
         srv_log(s, SRV_LOG_STATS, "%s", buf);

@@ -27,6 +27,8 @@ typedef struct server_config {
     relay_limits relay;          /* see relay.h for defaults */
     const struct tls_conf *tls;  /* non-NULL: control connections may run TLS (borrowed) */
     int tls_required;            /* 1: refuse a Register outside TLS */
+    uint32_t per_ip_pending;     /* unregistered connections per source address; 0 = 64 */
+    uint32_t per_ip_rate;        /* new connections per second per source; 0 = 50 (burst 2x) */
     const uint8_t *auth_secret;  /* non-NULL: Register needs a valid token (token.h); */
     size_t auth_secret_len;      /* borrowed: must outlive the server */
 } server_config;

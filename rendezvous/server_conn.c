@@ -15,6 +15,7 @@
 
 #include "crypto.h"
 #include "identity.h"
+#include "iplimit.h"
 #include "timeutil.h"
 #include "tls_stream.h"
 #include "token.h"
@@ -48,11 +49,13 @@ void srv_conn_accept(server *s, int fd, const netaddr *remote)
 {
     srv_conn *c = calloc(1, sizeof(*c));
     if (!c) {
+        iplimit_release(s->ipl, remote);
         close(fd);
         return;
     }
     c->srv = s;
     c->fd = fd;
+    c->ipl_pending = true; /* admitted by iplimit in accept_cb */
     /* Replies are written as they are made (srv_conn_send): without this,
      * Nagle holds the second of two back-to-back frames (Incoming, then
      * Candidates and PunchStart) until the peer's delayed ACK, ~40 ms. */
@@ -76,9 +79,17 @@ void srv_conn_accept(server *s, int fd, const netaddr *remote)
     send_hello(c); /* may free c on a send error: nothing after this */
 }
 
+void srv_conn_authenticated(srv_conn *c)
+{
+    if (c->ipl_pending)
+        iplimit_release(c->srv->ipl, &c->remote);
+    c->ipl_pending = false;
+}
+
 void srv_conn_free(srv_conn *c)
 {
     server *s = c->srv;
+    srv_conn_authenticated(c);
     srv_relay_detach(c);
     if (c->peer) {
         srv_log(s, SRV_LOG_INFO, "peer %s unregistered", c->peer->name);
@@ -394,6 +405,7 @@ static void handle_register(srv_conn *c, const Punchline__Register *m)
         return;
     }
     c->peer = p;
+    srv_conn_authenticated(c);
     memcpy(p->key_hash, hash, sizeof(hash));
     p->observed_tcp = c->remote;
     store_host_candidates(p, m->candidates, m->n_candidates);
@@ -632,6 +644,7 @@ static int handle_frame(srv_conn *c, const uint8_t *buf, size_t len)
         goto out;
     }
     if (!c->peer && env->body_case == PUNCHLINE__ENVELOPE__BODY_RELAY_OPEN) {
+        srv_conn_authenticated(c); /* authenticated by its MAC, or closed */
         srv_relay_open(c, env->relay_open);
         ret = -1; /* no more frames: raw bytes (after RelayReady) or closing */
         goto out;

@@ -23,6 +23,7 @@ typedef struct srv_conn {
     struct tls_stream *tls;      /* TLS on this control connection, else NULL */
     bool tls_hs;                 /* TLS handshake in progress */
     bool first_seen;             /* the peer's first byte was looked at */
+    bool ipl_pending;            /* counted as unregistered by its source (iplimit.h) */
     uint64_t opened_ms;
     uint8_t *out;
     size_t out_len, out_cap;
@@ -45,6 +46,8 @@ struct server {
     relay *relay;                /* NULL when relaying is off */
     uint8_t bind_key[32];        /* random: UdpBind return-routability cookies */
     size_t n_tls_hs;             /* control connections in a TLS handshake now */
+    struct iplimit *ipl;         /* per-source connection limits */
+    uint64_t ipl_refused;        /* connections refused by it (counter) */
     int tcp_fd, udp_fd;
     ev_io accept_w, udp_w;
     ev_timer tick;               /* expiry, registration deadlines */
@@ -61,6 +64,8 @@ void srv_random_bytes(uint8_t *buf, size_t len);
 /* server_conn.c */
 void srv_conn_accept(server *s, int fd, const netaddr *remote);
 void srv_conn_free(srv_conn *c);
+/* The connection stops counting as unregistered for its source address. */
+void srv_conn_authenticated(srv_conn *c);
 int srv_conn_send(srv_conn *c, Punchline__Envelope *env);
 void srv_conn_send_error(srv_conn *c, Punchline__ErrorCode code, uint32_t request_id,
                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));

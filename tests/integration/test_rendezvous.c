@@ -1363,3 +1363,34 @@ Test(rendezvous, tls_control_connection)
     tls_conf_free(sconf);
     unlink(keyfile);
 }
+
+/* Per-source limits (rendezvous/iplimit.h): unregistered connections from
+ * one address are capped; registering frees a slot; registered peers from
+ * that address never count. */
+Test(rendezvous, per_source_pending_cap)
+{
+    server_free(srv);
+    server_config cfg = {.log_level = SRV_LOG_ERROR, .per_ip_pending = 3, .per_ip_rate = 1000};
+    cr_assert_eq(netaddr_parse("127.0.0.1:0", &cfg.listen, false), 0);
+    char err[256];
+    srv = server_new(loop, &cfg, err, sizeof(err));
+    cr_assert_not_null(srv, "server_new: %s", err);
+    server_local_addr(srv, &srv_addr);
+
+    int c[3];
+    for (int i = 0; i < 3; i++)
+        c[i] = tcp_client(); /* each got its ServerHello */
+    /* a 4th unregistered one from 127.0.0.1 is closed without a word */
+    int x = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_eq(connect(x, &srv_addr.u.sa, srv_addr.len), 0);
+    expect_closed(x);
+    close(x);
+    /* one registers: its slot is free again, and it stays registered */
+    Punchline__Envelope *keep;
+    do_register(c[0], "capped", &keep);
+    wire_free(keep);
+    int y = tcp_client();
+    close(y);
+    for (int i = 0; i < 3; i++)
+        close(c[i]);
+}
