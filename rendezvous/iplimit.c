@@ -26,17 +26,26 @@ static void key_of(const netaddr *a, uint8_t k[16])
     if (a->u.sa.sa_family == AF_INET) {
         k[10] = k[11] = 0xff;
         memcpy(k + 12, &a->u.in4.sin_addr, 4);
+    } else if (IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr)) {
+        /* an IPv4 client of a dual-stack socket: one key per IPv4 address,
+         * not one /64 for the whole IPv4 internet */
+        memcpy(k, &a->u.in6.sin6_addr, 16);
     } else {
         memcpy(k, &a->u.in6.sin6_addr, 8); /* the /64 */
     }
 }
 
-static size_t hash_of(const uint8_t k[16], size_t n)
+/* FNV-1a seeded with a secret and a final mix: sources an attacker picks
+ * cannot be steered into one chain. */
+static size_t hash_of(const iplimit *l, const uint8_t k[16])
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    uint64_t h = 1469598103934665603ull ^ l->cfg.hash_seed;
     for (int i = 0; i < 16; i++)
         h = (h ^ k[i]) * 1099511628211ull;
-    return (size_t)(h % n);
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    return (size_t)(h % l->nbuckets);
 }
 
 iplimit *iplimit_new(const iplimit_config *cfg)
@@ -77,7 +86,7 @@ void iplimit_free(iplimit *l)
 
 static src *find(const iplimit *l, const uint8_t k[16])
 {
-    for (src *s = l->buckets[hash_of(k, l->nbuckets)]; s; s = s->next)
+    for (src *s = l->buckets[hash_of(l, k)]; s; s = s->next)
         if (!memcmp(s->key, k, 16))
             return s;
     return NULL;
@@ -89,14 +98,16 @@ int iplimit_admit(iplimit *l, const netaddr *a, uint64_t now_ms)
     key_of(a, k);
     src *s = find(l, k);
     if (!s) {
+        /* Full (a flood from very many sources): admit untracked rather
+         * than lock every new honest peer out; release ignores it. */
         if (l->n >= l->cfg.max_sources)
-            return IPL_TABLE_FULL;
+            return IPL_UNTRACKED;
         s = calloc(1, sizeof(*s));
         if (!s)
-            return IPL_TABLE_FULL;
+            return IPL_UNTRACKED;
         memcpy(s->key, k, 16);
         ratelimit_init(&s->rl, l->cfg.rate_per_s, l->cfg.burst, now_ms);
-        size_t b = hash_of(k, l->nbuckets);
+        size_t b = hash_of(l, k);
         s->next = l->buckets[b];
         l->buckets[b] = s;
         l->n++;

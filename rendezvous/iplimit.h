@@ -11,23 +11,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <netinet/in.h>
+
 #include "addr.h"
 
 typedef struct iplimit_config {
     uint32_t max_pending;   /* unregistered connections per source; 0 = 64 */
     uint32_t rate_per_s;    /* new connections per second per source; 0 = 50 */
     uint32_t burst;         /* 0 = 2 x rate_per_s */
-    size_t max_sources;     /* sources tracked at once; 0 = 65536 (then new ones are refused) */
+    size_t max_sources;     /* sources tracked at once; 0 = 65536 (beyond: admitted untracked) */
+    uint64_t hash_seed;     /* random, so sources cannot be chosen to collide */
 } iplimit_config;
 
 typedef struct iplimit iplimit;
 
-enum iplimit_verdict { IPL_OK = 0, IPL_TOO_MANY = 1, IPL_TOO_FAST = 2, IPL_TABLE_FULL = 3 };
+enum iplimit_verdict { IPL_OK = 0, IPL_TOO_MANY = 1, IPL_TOO_FAST = 2,
+                       IPL_UNTRACKED = 3 /* admitted, but the table is full: not limited */ };
 
 iplimit *iplimit_new(const iplimit_config *cfg);
 void iplimit_free(iplimit *l);
-/* A new connection from a: IPL_OK counts it as pending; anything else
- * means close it. */
+/* A new connection from a: IPL_OK counts it as pending, IPL_UNTRACKED
+ * admits it without counting; IPL_TOO_MANY / IPL_TOO_FAST: close it. */
 int iplimit_admit(iplimit *l, const netaddr *a, uint64_t now_ms);
 /* A connection admitted from a registered or closed: no longer pending. */
 void iplimit_release(iplimit *l, const netaddr *a);

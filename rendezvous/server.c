@@ -81,7 +81,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         netaddr remote;
         netaddr_from_sockaddr(&remote, (struct sockaddr *)&ss, sl);
         int v = iplimit_admit(s->ipl, &remote, time_now_ms());
-        if (v != IPL_OK) {
+        if (v == IPL_TOO_MANY || v == IPL_TOO_FAST) {
             /* counted, logged at debug only: a flood must not flood the log */
             s->ipl_refused++;
             if (s->cfg.log_level >= SRV_LOG_DEBUG) {
@@ -89,9 +89,11 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 netaddr_format(&remote, as, sizeof(as));
                 srv_log(s, SRV_LOG_DEBUG, "connection from %s refused: %s", as,
                         v == IPL_TOO_MANY ? "too many unregistered connections from it"
-                        : v == IPL_TOO_FAST ? "new connections too fast"
-                                            : "source table full");
+                                          : "new connections too fast");
             }
+            /* one small frame, so the peer can say why (best effort) */
+            if (s->refuse_len)
+                (void)!send(fd, s->refuse_frame, s->refuse_len, MSG_NOSIGNAL | MSG_DONTWAIT);
             close(fd);
             continue;
         }
@@ -177,6 +179,21 @@ server *server_new(struct ev_loop *loop, const server_config *cfg, char *err, si
     if (!s->cfg.max_conns)
         s->cfg.max_conns = 15000;
     iplimit_config ic = {.max_pending = cfg->per_ip_pending, .rate_per_s = cfg->per_ip_rate};
+    ic.hash_seed = srv_random64();
+    {
+        Punchline__Error e = PUNCHLINE__ERROR__INIT;
+        e.code = PUNCHLINE__ERROR_CODE__RATE_LIMITED;
+        e.text = "too many connections from your address; retry later";
+        Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+        env.body_case = PUNCHLINE__ENVELOPE__BODY_ERROR;
+        env.error = &e;
+        int n = wire_encode(&env, s->refuse_frame + FRAME_HEADER,
+                            sizeof(s->refuse_frame) - FRAME_HEADER);
+        if (n > 0) {
+            frame_put_header(s->refuse_frame, (uint32_t)n);
+            s->refuse_len = (size_t)n + FRAME_HEADER;
+        }
+    }
     s->ipl = iplimit_new(&ic);
     if (!s->ipl) {
         snprintf(err, errlen, "out of memory");

@@ -76,7 +76,7 @@ void srv_conn_accept(server *s, int fd, const netaddr *remote)
     char as[NETADDR_STRLEN];
     netaddr_format(remote, as, sizeof(as));
     srv_log(s, SRV_LOG_DEBUG, "connection from %s", as);
-    send_hello(c); /* may free c on a send error: nothing after this */
+    send_hello(c);
 }
 
 void srv_conn_authenticated(srv_conn *c)
@@ -153,7 +153,7 @@ static int tls_step(srv_conn *c)
     c->tls_hs = false;
     c->srv->n_tls_hs--;
     c->out_len = 0; /* anything queued in plaintext is void now */
-    send_hello(c);  /* may free c */
+    send_hello(c);
     return -1;      /* the caller must not touch c again either way */
 }
 

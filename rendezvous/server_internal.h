@@ -48,6 +48,8 @@ struct server {
     size_t n_tls_hs;             /* control connections in a TLS handshake now */
     struct iplimit *ipl;         /* per-source connection limits */
     uint64_t ipl_refused;        /* connections refused by it (counter) */
+    uint8_t refuse_frame[128];   /* Error{RATE_LIMITED}, sent to a refused connection */
+    size_t refuse_len;
     int tcp_fd, udp_fd;
     ev_io accept_w, udp_w;
     ev_timer tick;               /* expiry, registration deadlines */

@@ -1380,9 +1380,10 @@ Test(rendezvous, per_source_pending_cap)
     int c[3];
     for (int i = 0; i < 3; i++)
         c[i] = tcp_client(); /* each got its ServerHello */
-    /* a 4th unregistered one from 127.0.0.1 is closed without a word */
+    /* a 4th unregistered one from 127.0.0.1 is told why and closed */
     int x = socket(AF_INET, SOCK_STREAM, 0);
     cr_assert_eq(connect(x, &srv_addr.u.sa, srv_addr.len), 0);
+    expect_error(x, PUNCHLINE__ERROR_CODE__RATE_LIMITED);
     expect_closed(x);
     close(x);
     /* one registers: its slot is free again, and it stays registered */

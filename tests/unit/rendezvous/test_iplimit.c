@@ -53,6 +53,19 @@ Test(iplimit, ipv6_grouped_by_slash64)
     iplimit_free(l);
 }
 
+Test(iplimit, ipv4_mapped_clients_of_a_dual_stack_socket_are_separate)
+{
+    iplimit_config c = {.max_pending = 1, .rate_per_s = 1000};
+    iplimit *l = iplimit_new(&c);
+    netaddr a = addr("[::ffff:127.0.0.1]:1"), b = addr("[::ffff:127.0.0.2]:1"),
+            a4 = addr("127.0.0.1:9");
+    cr_assert_eq(iplimit_admit(l, &a, 0), IPL_OK);
+    cr_assert_eq(iplimit_admit(l, &b, 0), IPL_OK, "another IPv4 address, not the same /64");
+    cr_assert_eq(iplimit_admit(l, &a, 0), IPL_TOO_MANY);
+    cr_assert_eq(iplimit_admit(l, &a4, 0), IPL_TOO_MANY, "mapped and plain IPv4 are one source");
+    iplimit_free(l);
+}
+
 Test(iplimit, idle_sources_expire_and_the_table_is_bounded)
 {
     iplimit_config c = {.max_pending = 5, .rate_per_s = 10, .burst = 10, .max_sources = 2};
@@ -60,7 +73,12 @@ Test(iplimit, idle_sources_expire_and_the_table_is_bounded)
     netaddr a = addr("192.0.2.1:1"), b = addr("192.0.2.2:1"), d = addr("192.0.2.3:1");
     cr_assert_eq(iplimit_admit(l, &a, 0), IPL_OK);
     cr_assert_eq(iplimit_admit(l, &b, 0), IPL_OK);
-    cr_assert_eq(iplimit_admit(l, &d, 0), IPL_TABLE_FULL);
+    /* full: a new source is let in untracked (not limited) rather than
+     * locking every new honest peer out during a flood */
+    for (int i = 0; i < 10; i++)
+        cr_assert_eq(iplimit_admit(l, &d, 0), IPL_UNTRACKED);
+    iplimit_release(l, &d); /* a no-op for an untracked source */
+    cr_assert_eq(iplimit_sources(l), 2);
     iplimit_release(l, &a);
     iplimit_expire(l, 500);
     cr_assert_eq(iplimit_sources(l), 2, "not idle long enough yet");
