@@ -12,15 +12,19 @@
 
 #include "hostaddr.h"
 #include "names.h"
+#include "crypto.h"
 #include "peer_internal.h"
 
 #define REGISTER_TIMEOUT_MS 10000
 #define BIND_RTO_FIRST_MS 200
 #define BIND_RTO_MAX_MS 2000
 #define BIND_GIVEUP_MS 3000      /* no UdpBound by then: register without UDP */
+#define RETRY_FIRST_MS 1000      /* re-registration after losing the server: first wait */
+#define RETRY_MAX_MS 30000       /* ... doubling up to (jittered +-25%) */
 
 static void ctl_pump(pl_peer *p);
 static void ctl_registered(pl_peer *p);
+static void ctl_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 static void ctl_fail(pl_peer *p, int status, const char *why_in)
 {
@@ -30,8 +34,30 @@ static void ctl_fail(pl_peer *p, int status, const char *why_in)
     char why[256];
     snprintf(why, sizeof(why), "%s", why_in);
     int was = p->ctl_state;
-    plog(&p->log, PL_LOG_ERROR, "rendezvous: %s", why);
     ctl_stop(p);
+    if (p->registered_once && status == PL_ERR_SERVER && !p->replaced && !p->freeing) {
+        /* Lost a rendezvous we were registered at (it restarted, a NAT
+         * dropped the connection...): register again by ourselves, with
+         * jittered exponential backoff so a restarted server is not hit by
+         * every peer at once.  Established connections keep their direct
+         * paths meanwhile; only requests still waiting for the server fail. */
+        uint32_t base = p->retry_ms ? p->retry_ms : RETRY_FIRST_MS, jit;
+        crypto_random(&jit, sizeof(jit));
+        uint32_t d = base * 3 / 4 + jit % (base / 2 + 1); /* base +- 25% */
+        p->retry_ms = base * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : base * 2;
+        p->retry_at = peer_now(p) + d;
+        p->ctl_state = CTL_RETRY_WAIT;
+        plog(&p->log, PL_LOG_WARN, "rendezvous: %s; registering again in %.1f s", why, d / 1000.0);
+        for (pl_conn *c = p->conns; c; c = c->next)
+            if (c->state == CONN_REQUESTED || c->state == CONN_INCOMING)
+                conn_finish(c, status, why);
+        ev_init(&p->ctl_timer, ctl_timer_cb);
+        p->ctl_timer.data = p;
+        ev_timer_set(&p->ctl_timer, d / 1000.0, 0.);
+        ev_timer_start(p->loop, &p->ctl_timer);
+        return;
+    }
+    plog(&p->log, PL_LOG_ERROR, "rendezvous: %s", why);
     p->ctl_state = CTL_FAILED;
     /* Connections that still need the rendezvous cannot go on; established
      * ones keep their direct path. */
@@ -279,6 +305,8 @@ static void handle_error(pl_peer *p, const Punchline__Error *e)
             conn_finish(c, status, text);
         return;
     }
+    if (p->ctl_state == CTL_REGISTERED && e->code == PUNCHLINE__ERROR_CODE__NAME_IN_USE)
+        p->replaced = true; /* another instance with our key took the name: do not fight it */
     if (p->ctl_state != CTL_REGISTERED || e->code == PUNCHLINE__ERROR_CODE__BAD_VERSION ||
         e->code == PUNCHLINE__ERROR_CODE__MALFORMED)
         ctl_fail(p, status == PL_ERR_UNKNOWN_PEER ? PL_ERR_SERVER : status, text);
@@ -522,6 +550,8 @@ void ctl_udp_input(pl_peer *p, const Punchline__Envelope *env, const netaddr *fr
 static void ctl_registered(pl_peer *p)
 {
     p->ctl_state = CTL_REGISTERED;
+    p->registered_once = true;
+    p->retry_ms = 0; /* the next loss starts the backoff from 1 s again */
     p->next_bind_ms = peer_now(p) + peer_keepalive_ms(p);
     p->next_keepalive_ms = p->next_bind_ms;
     char as[NETADDR_STRLEN] = "none";
@@ -553,6 +583,18 @@ static void ctl_pump(pl_peer *p)
     uint64_t next;
     if (p->ctl_state == CTL_FAILED)
         return;
+    if (p->ctl_state == CTL_RETRY_WAIT) {
+        if (now < p->retry_at) {
+            ev_timer_stop(p->loop, &p->ctl_timer);
+            ev_timer_set(&p->ctl_timer, (double)(p->retry_at - now) / 1000.0, 0.);
+            ev_timer_start(p->loop, &p->ctl_timer);
+            return;
+        }
+        plog(&p->log, PL_LOG_INFO, "connecting to the rendezvous again");
+        if (ctl_start(p) < 0)
+            ctl_fail(p, PL_ERR_SERVER, "cannot reconnect to the rendezvous");
+        return;
+    }
     if (p->ctl_state != CTL_REGISTERED) {
         if (now >= p->ctl_started_ms + REGISTER_TIMEOUT_MS) {
             ctl_fail(p, PL_ERR_SERVER,

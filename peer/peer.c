@@ -475,6 +475,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 int peer_listen_start(pl_peer *p)
 {
+    if (p->listen_fd >= 0)
+        return 0; /* already listening (a re-registration) */
     p->listen_fd = socket(p->tcp_local.u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (p->listen_fd < 0 || tcp_link_reuse(p->listen_fd) < 0 ||
         bind(p->listen_fd, &p->tcp_local.u.sa, p->tcp_local.len) < 0 ||

@@ -24,6 +24,7 @@ enum ctl_state {
     CTL_CONNECTING = 0,   /* TCP connect in progress */
     CTL_HELLO,            /* connected, waiting for ServerHello (the nonce to sign) */
     CTL_TLS,              /* TLS handshake with the rendezvous */
+    CTL_RETRY_WAIT,       /* lost the rendezvous after registering: reconnect at retry_at */
     CTL_REGISTERING,      /* Register sent, waiting for RegisterResult */
     CTL_BINDING,          /* sending UdpBind until UdpBound */
     CTL_REGISTERED,
@@ -145,6 +146,10 @@ struct pl_peer {
     ev_timer ctl_timer;
     uint64_t ctl_started_ms;
     uint64_t udp_token;
+    bool registered_once;     /* losing the server after this means: register again */
+    bool replaced;            /* the server said another registration of our key took over */
+    uint32_t retry_ms;        /* re-registration backoff (1 s doubling to 30 s, jittered) */
+    uint64_t retry_at;
     uint32_t bind_interval_ms;
     uint64_t bind_started_ms;
     uint64_t next_bind_ms, next_keepalive_ms, last_server_rx_ms;

@@ -155,8 +155,12 @@ typedef struct pl_peer_config {
      * do.  NULL = none (the rendezvous' own observation is used). */
     const char *stun_server;
 
-    /* Registration finished (status 0) or failed / lost (status < 0).  After
-     * a failure the peer stays usable only for pl_peer_free(). */
+    /* Registration finished (status 0) or failed (status < 0).  Once
+     * registered, a lost rendezvous (closed, silent, restarted) is not a
+     * failure: the peer registers again by itself (jittered backoff 1 s
+     * doubling to 30 s) and on_registered(0) runs again each time; its
+     * established connections keep their direct paths meanwhile.  After a
+     * failure the peer stays usable only for pl_peer_free(). */
     void (*on_registered)(pl_peer *p, int status, const char *observed_udp, void *user);
     /* Another peer is connecting.  Call pl_conn_set_callbacks() inside the
      * callback to receive its events; without that the connection is
