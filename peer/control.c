@@ -35,9 +35,12 @@ static void ctl_fail(pl_peer *p, int status, const char *why_in)
     snprintf(why, sizeof(why), "%s", why_in);
     int was = p->ctl_state;
     ctl_stop(p);
-    if (p->registered_once && status == PL_ERR_SERVER && !p->replaced && !p->freeing) {
+    if (p->registered_once && (status == PL_ERR_SERVER || status == PL_ERR_RATE_LIMITED) &&
+        !p->replaced && !p->freeing) {
         /* Lost a rendezvous we were registered at (it restarted, a NAT
-         * dropped the connection...): register again by ourselves, with
+         * dropped the connection...), or its per-source limit refused our
+         * reconnection (many peers behind one address all coming back):
+         * register again by ourselves, with
          * jittered exponential backoff so a restarted server is not hit by
          * every peer at once.  Established connections keep their direct
          * paths meanwhile; only requests still waiting for the server fail. */
