@@ -1395,3 +1395,89 @@ Test(rendezvous, per_source_pending_cap)
     for (int i = 0; i < 3; i++)
         close(c[i]);
 }
+
+/* Hostile registration input: names that are overlong, not UTF-8 or carry
+ * control characters get BAD_NAME; a candidate with port 0 makes the
+ * Register MALFORMED (PROTOCOL.md 1.4); unusable candidate addresses
+ * (0.0.0.0, multicast, broadcast) are dropped, never passed on. */
+Test(rendezvous, hostile_names_and_candidates)
+{
+    char longname[NAME_MAX_LEN + 2];
+    memset(longname, 'n', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = 0;
+    const char *bad[] = {longname, "\xff\xfe", "a\tb", "caf\xc3\xa9", "", "a b"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int fd = tcp_client();
+        send_register(fd, bad[i], key_a, NULL);
+        expect_error(fd, PUNCHLINE__ERROR_CODE__BAD_NAME);
+        expect_closed(fd);
+        close(fd);
+    }
+
+    int a = tcp_client(), b = tcp_client();
+    Punchline__Register reg;
+    uint8_t sig[ID_SIG_MAX];
+    make_register(&reg, "hostile", key_a, nonces[a], sig);
+    const char *addrs[] = {"10.0.0.1:0", "0.0.0.0:5", "224.0.0.1:5", "255.255.255.255:5",
+                           "10.0.0.2:7"};
+    enum { N = sizeof(addrs) / sizeof(addrs[0]) };
+    Punchline__Candidate cs[N], *ptrs[N];
+    Punchline__Endpoint eps[N];
+    uint8_t ips[N][16];
+    netaddr good;
+    for (int i = 0; i < N; i++) {
+        netaddr x;
+        /* port 0 does not parse as an address: build it by hand */
+        cr_assert_eq(netaddr_parse(i == 0 ? "10.0.0.1:1" : addrs[i], &x, false), 0, "%s", addrs[i]);
+        if (i == 0)
+            x.u.in4.sin_port = 0;
+        if (i == N - 1)
+            good = x;
+        punchline__candidate__init(&cs[i]);
+        netaddr_to_endpoint(&x, &eps[i], ips[i]);
+        cs[i].endpoint = &eps[i];
+        cs[i].kind = PUNCHLINE__CANDIDATE_KIND__HOST;
+        cs[i].transport = PUNCHLINE__TRANSPORT__UDP;
+        ptrs[i] = &cs[i];
+    }
+    reg.candidates = ptrs;
+    reg.n_candidates = N;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_REGISTER;
+    env.register_ = &reg;
+    send_env(a, &env);
+    expect_error(a, PUNCHLINE__ERROR_CODE__MALFORMED); /* the port-0 candidate */
+    expect_closed(a);
+    close(a);
+    a = tcp_client();
+    make_register(&reg, "hostile", key_a, nonces[a], sig);
+    reg.candidates = ptrs + 1; /* without it */
+    reg.n_candidates = N - 1;
+    send_env(a, &env);
+    Punchline__Envelope *ka = recv_env(a), *kb;
+    cr_assert_not_null(ka);
+    cr_assert_eq(ka->body_case, PUNCHLINE__ENVELOPE__BODY_REGISTER_RESULT, "got %s", wire_body_name(ka));
+    netaddr oa, ob;
+    int ua = udp_bind(ka->register_result->udp_token, &oa);
+    wire_free(ka);
+    Punchline__RegisterResult *rb = do_register_key(b, "victim2", key_b, &kb);
+    int ub = udp_bind(rb->udp_token, &ob);
+    wire_free(kb);
+    send_connect(b, "hostile", 3);
+    Punchline__Envelope *ca = recv_env(b);
+    cr_assert_eq(ca->body_case, PUNCHLINE__ENVELOPE__BODY_CANDIDATES, "got %s", wire_body_name(ca));
+    bool seen_good = false;
+    for (size_t i = 0; i < ca->candidates->n_candidates; i++) {
+        const Punchline__Candidate *c = ca->candidates->candidates[i];
+        netaddr x;
+        if (c->kind == PUNCHLINE__CANDIDATE_KIND__RELAY)
+            continue;
+        cr_assert_eq(netaddr_from_endpoint(c->endpoint, &x), 0);
+        cr_assert(netaddr_is_usable_candidate(&x), "unusable candidate passed on");
+        if (netaddr_equal(&x, &good))
+            seen_good = true;
+    }
+    cr_assert(seen_good, "the one usable host candidate is passed on");
+    wire_free(ca);
+    close(a), close(b), close(ua), close(ub);
+}
