@@ -36,6 +36,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 bindir=$(cd "${1:-$here/../build/bin}" && pwd)
 runs=${2:-10}
 rtts=${3:-0 20 100}
@@ -109,23 +111,7 @@ print("%.1f" % rtts[len(rtts) // 2] if rtts else "-")
 EOF
 natlab_exec inet timeout 3600 python3 "$work/echo.py" 5000 >/dev/null 2>&1 &
 
-natlab_exec inet "$bindir/punchline-rendezvous" --listen 203.0.113.1:7350 2>"$work/rz.err" &
-rz_pid=$!
-for _ in $(seq 50); do
-    grep -q listening "$work/rz.err" 2>/dev/null && break
-    sleep 0.1
-done
-grep -q listening "$work/rz.err" || { echo "rendezvous did not start:" >&2; cat "$work/rz.err" >&2; exit 1; }
-
-# wait_grep FILE REGEX TENTHS
-wait_grep() {
-    local i
-    for ((i = 0; i < $3; i++)); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
+bench_lab_rendezvous
 
 # one_run T TAG: prints "PATH HS_MS UP_MS" (fail: "fail - -").
 one_run() {
@@ -133,7 +119,7 @@ one_run() {
     natlab_exec bob "$bindir/punchline-chat" --server 203.0.113.1:7350 --name "$b" \
         --identity "$work/bob.pem" --timeout 30 </dev/null >/dev/null 2>"$work/$b.err" &
     bpid=$!
-    if ! wait_grep "$work/$b.err" registered 150; then
+    if ! bench_wait_grep "$work/$b.err" registered 150; then
         kill "$bpid" 2>/dev/null || true
         wait "$bpid" 2>/dev/null || true
         echo "fail - -"

@@ -42,20 +42,8 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { # below the ephemeral range (32768-60999): a client socket cannot hold it
-    local p
-    while :; do
-        p=$((20000 + RANDOM % 12000))
-        [ -z "$(ss -Htuan "sport = :$p")" ] && { echo "$p"; return; }
-    done
-}
-wait_listen() {
-    for _ in $(seq 50); do
-        [ -n "$(ss -Htln "sport = :$1")" ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
 caches="TCP UDP sock_inode_cache filp dentry eventpoll_epi"
 # snapshot FILE: key value lines (kB for status/meminfo, pages for sockstat,
@@ -80,13 +68,13 @@ printf '%-5s %-4s %6s %-8s %9s %9s %9s %9s %9s %9s  %s\n' round kind peers serve
 for r in $(seq 1 "$rounds"); do
 for n in $peers_list; do
 for kind in $kinds; do
-    port=$(free_port)
+    port=$(bench_free_port)
     srv=shipped
     # one load generator = one source address: per-source limits off
     taskset -c 0 "$bindir/punchline-rendezvous" --listen "127.0.0.1:$port" --log-level warn --per-ip-rate 1000000 --per-ip-pending 100000 \
         --max-peers $((n + 1000)) --max-conns $((n + 100)) 2>"$work/rz.err" &
     srv_pid=$!
-    wait_listen "$port" || { echo "server did not start" >&2; cat "$work/rz.err" >&2; exit 1; }
+    bench_wait_listen "$port" u || { echo "server did not start" >&2; cat "$work/rz.err" >&2; exit 1; }
     sleep 1
     snapshot "$work/before"
     gen_pids=()

@@ -21,6 +21,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 bindir=$(cd "${1:-$here/../build/bin}" && pwd)
 runs=${2:-20}
 transports=${3:-tcp udp}
@@ -51,23 +53,7 @@ natlab_add_router rb 203.0.113.12 10.0.2.0/24 port-restricted
 natlab_add_host alice ra 10.0.1.10
 natlab_add_host bob rb 10.0.2.10
 
-natlab_exec inet "$bindir/punchline-rendezvous" --listen 203.0.113.1:7350 2>"$work/rz.err" &
-rz_pid=$!
-for _ in $(seq 50); do
-    grep -q listening "$work/rz.err" 2>/dev/null && break
-    sleep 0.1
-done
-grep -q listening "$work/rz.err" || { echo "rendezvous did not start:" >&2; cat "$work/rz.err" >&2; exit 1; }
-
-# wait_grep FILE REGEX TENTHS
-wait_grep() {
-    local i
-    for ((i = 0; i < $3; i++)); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
+bench_lab_rendezvous
 
 # one_run T I: prints the punch time in ms, or "fail".
 one_run() {
@@ -75,7 +61,7 @@ one_run() {
     natlab_exec bob "$bindir/punchline-chat" --server 203.0.113.1:7350 --name "$b" \
         --timeout 20 </dev/null >/dev/null 2>"$work/$b.err" &
     bpid=$!
-    if ! wait_grep "$work/$b.err" registered 100; then
+    if ! bench_wait_grep "$work/$b.err" registered 100; then
         kill "$bpid" 2>/dev/null || true; wait "$bpid" 2>/dev/null || true
         echo fail; return
     fi

@@ -46,35 +46,20 @@ cleanup() {
 trap cleanup EXIT
 tck=$(getconf CLK_TCK)
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# free_port: a UDP+TCP port nobody uses on 127.0.0.1
-free_port() {
-    local p
-    while :; do
-        p=$((20000 + RANDOM % 30000))
-        [ -z "$(ss -Htuln "sport = :$p")" ] && [ -z "$(ss -Htuln "sport = :$((p + 1))")" ] && { echo "$p"; return; }
-    done
-}
-# wait_listen PORT: until something has a UDP socket bound to PORT
-wait_listen() {
-    for _ in $(seq 50); do
-        [ -n "$(ss -Huln "sport = :$1")" ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
 run_coturn() {
     local port out sent recv secs c0 c1
-    port=$(free_port)
+    port=$(bench_free_port)
     taskset -c 0 turnserver -n --listening-ip=127.0.0.1 --listening-port="$port" --relay-ip=127.0.0.1 \
         --allow-loopback-peers --no-tls --no-dtls --no-cli -m 1 --user=bench:bench --realm=bench \
         --lt-cred-mech --simple-log --log-file="$work/turn.log" --no-stdout-log >/dev/null 2>&1 &
     srv_pid=$!
-    wait_listen "$port" || { echo "turnserver did not start" >&2; exit 1; }
-    c0=$(cpu_ticks "$srv_pid")
+    bench_wait_listen "$port" u || { echo "turnserver did not start" >&2; exit 1; }
+    c0=$(bench_cpu_ticks "$srv_pid")
     out=$(taskset -c 1 turnutils_uclient -y -u bench -w bench -m 100 -n 3000 -l 100 -z 0 -p "$port" 127.0.0.1 2>&1)
-    c1=$(cpu_ticks "$srv_pid")
+    c1=$(bench_cpu_ticks "$srv_pid")
     kill "$srv_pid"; wait "$srv_pid" 2>/dev/null || true; srv_pid=""
     recv=$(sed -n 's/.*start_mclient: tot_send_msgs=\([0-9]*\), tot_recv_msgs=\([0-9]*\)$/\2/p' <<<"$out" | tail -n1)
     sent=$(sed -n 's/.*start_mclient: tot_send_msgs=\([0-9]*\), tot_recv_msgs=\([0-9]*\)$/\1/p' <<<"$out" | tail -n1)
@@ -85,14 +70,14 @@ run_coturn() {
 
 run_punchline() { # PPS (0 = saturation) SECONDS
     local port out c0 c1
-    port=$(free_port)
+    port=$(bench_free_port)
     taskset -c 0 "$bindir/punchline-rendezvous" --listen "127.0.0.1:$port" --relay-session-rate 0 \
         --relay-bandwidth 0 --log-level warn 2>"$work/rz.err" &
     srv_pid=$!
-    wait_listen "$port" || { echo "punchline-rendezvous did not start" >&2; exit 1; }
-    c0=$(cpu_ticks "$srv_pid")
+    bench_wait_listen "$port" u || { echo "punchline-rendezvous did not start" >&2; exit 1; }
+    c0=$(bench_cpu_ticks "$srv_pid")
     out=$(taskset -c 1 "$bindir/punchline-relay-load" "127.0.0.1:$port" "$2" 100 2048 "$1")
-    c1=$(cpu_ticks "$srv_pid")
+    c1=$(bench_cpu_ticks "$srv_pid")
     kill "$srv_pid"; wait "$srv_pid" 2>/dev/null || true; srv_pid=""
     # sent received seconds cputicks
     sed -n 's/^sent=\([0-9]*\) received=\([0-9]*\) seconds=\([0-9.]*\) .*/\1 \2 \3/p' <<<"$out" | tr '\n' ' '
@@ -101,13 +86,13 @@ run_punchline() { # PPS (0 = saturation) SECONDS
 
 run_raw() { # PPS (0 = saturation) SECONDS: the plain UDP forwarder, same load
     local port out c0 c1
-    port=$(free_port)
+    port=$(bench_free_port)
     taskset -c 0 "$bindir/punchline-udp-forward" "127.0.0.1:$port" &
     srv_pid=$!
-    wait_listen "$port" || { echo "punchline-udp-forward did not start" >&2; exit 1; }
-    c0=$(cpu_ticks "$srv_pid")
+    bench_wait_listen "$port" u || { echo "punchline-udp-forward did not start" >&2; exit 1; }
+    c0=$(bench_cpu_ticks "$srv_pid")
     out=$(taskset -c 1 "$bindir/punchline-relay-load" --raw "127.0.0.1:$port" "$2" 100 2048 "$1")
-    c1=$(cpu_ticks "$srv_pid")
+    c1=$(bench_cpu_ticks "$srv_pid")
     kill "$srv_pid"; wait "$srv_pid" 2>/dev/null || true; srv_pid=""
     sed -n 's/^sent=\([0-9]*\) received=\([0-9]*\) seconds=\([0-9.]*\) .*/\1 \2 \3/p' <<<"$out" | tr '\n' ' '
     echo "$((c1 - c0))"

@@ -33,43 +33,16 @@ cleanup() {
 }
 trap cleanup EXIT
 tck=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-free_port() {
-    local p
-    while :; do
-        p=$((20000 + RANDOM % 30000))
-        [ -z "$(ss -Htuln "sport = :$p")" ] && { echo "$p"; return; }
-    done
-}
-wait_listen() {
-    for _ in $(seq 50); do
-        [ -n "$(ss -Huln "sport = :$1")" ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-start_server() { # start_server punchline|coturn PORT
-    if [ "$1" = coturn ]; then
-        taskset -c 0 turnserver -n --listening-ip=127.0.0.1 --listening-port="$2" \
-            --relay-ip=127.0.0.1 --no-tls --no-dtls --no-cli -m 1 --simple-log \
-            --log-file="$work/turn.log" --no-stdout-log >/dev/null 2>&1 &
-    else
-        # one load generator = one source address: per-source limits off
-        taskset -c 0 "$bindir/punchline-rendezvous" --listen "127.0.0.1:$2" --log-level warn --per-ip-rate 1000000 --per-ip-pending 100000 \
-            2>"$work/rz.err" &
-    fi
-    srv_pid=$!
-    wait_listen "$2" || { echo "$1 did not start" >&2; exit 1; }
-}
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
 run() { # run SERVER MODE -> "rate cpu_s"
     local port out c0 c1
-    port=$(free_port)
-    start_server "$1" "$port"
-    c0=$(cpu_ticks "$srv_pid")
+    port=$(bench_free_port)
+    bench_start_server "$1" "$port"
+    c0=$(bench_cpu_ticks "$srv_pid")
     out=$(taskset -c 1 "$bindir/punchline-msg-load" "127.0.0.1:$port" "$secs" "$2")
-    c1=$(cpu_ticks "$srv_pid")
+    c1=$(bench_cpu_ticks "$srv_pid")
     kill "$srv_pid"; wait "$srv_pid" 2>/dev/null || true; srv_pid=""
     awk -v c=$((c1 - c0)) -v t="$tck" '{ for (i = 1; i <= NF; i++) if ($i ~ /^rate=/) r = substr($i, 6) }
         END { printf "%s %.2f\n", r, c / t }' <<<"$out"

@@ -38,41 +38,16 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { # below the ephemeral range (32768-60999): a client socket cannot hold it
-    local p
-    while :; do
-        p=$((20000 + RANDOM % 12000))
-        [ -z "$(ss -Htuan "sport = :$p")" ] && { echo "$p"; return; }
-    done
-}
-wait_listen() {
-    for _ in $(seq 50); do
-        [ -n "$(ss -Htln "sport = :$1")" ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
-start_server() { # start_server punchline|coturn PORT
-    if [ "$1" = coturn ]; then
-        taskset -c 0 turnserver -n --listening-ip=127.0.0.1 --listening-port="$2" \
-            --relay-ip=127.0.0.1 --no-tls --no-dtls --no-cli -m 1 --simple-log \
-            --log-file="$work/turn.log" --no-stdout-log >/dev/null 2>&1 &
-    else
-        # one load generator = one source address: per-source limits off
-        taskset -c 0 "$bindir/punchline-rendezvous" --listen "127.0.0.1:$2" --log-level warn --per-ip-rate 1000000 --per-ip-pending 100000 \
-            2>"$work/rz.err" &
-    fi
-    srv_pid=$!
-    wait_listen "$2" || { echo "$1 did not start" >&2; cat "$work"/*.err "$work"/*.log >&2 2>/dev/null; exit 1; }
-}
 
 field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
 run() { # run SERVER MODE ARGS... -> "rate server_cpu gen_cpu extra"
     local srv=$1 port out; shift
-    port=$(free_port)
-    start_server "$srv" "$port"
+    port=$(bench_free_port)
+    bench_start_server "$srv" "$port"
     out=$(BENCH_SERVER_PID=$srv_pid taskset -c 1 "$bindir/punchline-msg-load" "127.0.0.1:$port" "$secs" "$@")
     kill "$srv_pid"; wait "$srv_pid" 2>/dev/null || true; srv_pid=""
     echo "$(field rate <<<"$out") $(field server_cpu_s <<<"$out") $(field gen_cpu_s <<<"$out") $(field sign_us <<<"$out")"

@@ -30,6 +30,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 bindir=$here/../build/bin
 mb=32
 runs=3
@@ -108,16 +110,6 @@ proc_cpu() {
     awk -v t="$tck" '{ sub(/.*\) /, ""); printf "%.2f\n", ($12 + $13) / t }' "/proc/$1/stat"
 }
 
-# wait_grep FILE ERE TENTHS
-wait_grep() {
-    local i
-    for ((i = 0; i < $3; i++)); do
-        grep -Eq -- "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
 # bulk T I: one transfer; prints "bulk path=... mb=... seconds=... MBps=..." or a failure.
 bulk() {
     local t=$1 i=$2
@@ -130,7 +122,7 @@ bulk() {
         2> >(while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done >"$work/$b.err") &
     bpid=$!
     pids+=("$bpid")
-    if ! wait_grep "$work/$b.err" '^[0-9.]+ registered' 100; then
+    if ! bench_wait_grep "$work/$b.err" '^[0-9.]+ registered' 100; then
         echo "bulk path=$t run=$i FAILED: bob did not register: $(tail -n 3 "$work/$b.err" | tr '\n' ' ')"
         return
     fi
