@@ -203,7 +203,7 @@ PL_API int pl_peer_new(pl_peer **out, const pl_peer_config *cfg)
             rc = PL_ERR_INVALID;
             goto fail;
         }
-        p->tls_conf = tls_conf_client(cfg->server_ca_file, cfg->server_fingerprint ? fp : NULL, err,
+        p->tls_conf = tls_conf_client(cfg->server_ca_file, cfg->server_fingerprint ? fp : NULL, p->ident, err,
                                       sizeof(err));
         if (!p->tls_conf) {
             plog(&p->log, PL_LOG_ERROR, "%s", err);

@@ -19,6 +19,9 @@ struct identity {
 
 /* SHA-256 of pk's canonical DER public key (identity.c).  0 or -1. */
 int pk_hash(mbedtls_pk_context *pk, uint8_t out[ID_HASH_LEN]);
+/* True when pk's key hashes to `expected` (constant-time compare): how both
+ * the DTLS channel and the pinned TLS client recognise the key they want. */
+bool pk_matches(mbedtls_pk_context *pk, const uint8_t expected[ID_HASH_LEN]);
 /* mbedTLS f_rng on the kernel's CSPRNG. */
 int crypto_rng(void *unused, unsigned char *buf, size_t len);
 

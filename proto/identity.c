@@ -113,6 +113,12 @@ int pk_hash(mbedtls_pk_context *pk, uint8_t out[ID_HASH_LEN])
     return 0;
 }
 
+bool pk_matches(mbedtls_pk_context *pk, const uint8_t expected[ID_HASH_LEN])
+{
+    uint8_t h[ID_HASH_LEN];
+    return pk_hash(pk, h) == 0 && crypto_equal(h, expected, ID_HASH_LEN);
+}
+
 /* Public key, hash, id and the self-signed certificate from id->pk. */
 static int finish(identity *id)
 {

@@ -101,9 +101,8 @@ static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flag
         *flags = 0; /* no chain is trusted or needed: only the leaf key counts */
         return 0;
     }
-    uint8_t h[ID_HASH_LEN];
     s->key_checked = true;
-    s->key_matched = pk_hash(&crt->pk, h) == 0 && crypto_equal(h, s->cfg.peer_hash, ID_HASH_LEN);
+    s->key_matched = pk_matches(&crt->pk, s->cfg.peer_hash);
     *flags = s->key_matched ? 0 : MBEDTLS_X509_BADCERT_NOT_TRUSTED;
     return 0;
 }

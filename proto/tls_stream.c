@@ -70,8 +70,7 @@ static int pin_verify(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *fla
         *flags = 0;
         return 0;
     }
-    uint8_t h[ID_HASH_LEN];
-    s->pin_ok = pk_hash(&crt->pk, h) == 0 && crypto_equal(h, s->conf->fp, ID_HASH_LEN);
+    s->pin_ok = pk_matches(&crt->pk, s->conf->fp);
     *flags = s->pin_ok ? 0 : MBEDTLS_X509_BADCERT_NOT_TRUSTED;
     return 0;
 }
@@ -170,8 +169,8 @@ fail:
     return NULL;
 }
 
-tls_conf *tls_conf_client(const char *ca_file, const uint8_t fingerprint[ID_HASH_LEN], char *err,
-                          size_t errlen)
+tls_conf *tls_conf_client(const char *ca_file, const uint8_t fingerprint[ID_HASH_LEN],
+                          const identity *self, char *err, size_t errlen)
 {
     tls_conf *c = conf_alloc();
     int rc;
@@ -195,14 +194,12 @@ tls_conf *tls_conf_client(const char *ca_file, const uint8_t fingerprint[ID_HASH
         mbedtls_ssl_conf_ca_chain(&c->conf, &c->chain, NULL);
     } else {
         /* mbedTLS wants some chain with VERIFY_REQUIRED; trust comes only
-         * from pin_verify.  An ephemeral self-signed certificate serves. */
-        identity *tmp = identity_ephemeral();
-        if (!tmp || mbedtls_x509_crt_parse_der(&c->chain, tmp->cert.raw.p, tmp->cert.raw.len) != 0) {
-            identity_free(tmp);
+         * from pin_verify.  The caller's own certificate serves (as in
+         * secure.c); no key is generated for it. */
+        if (!self || mbedtls_x509_crt_parse_der(&c->chain, self->cert.raw.p, self->cert.raw.len) != 0) {
             snprintf(err, errlen, "cannot set up TLS");
             goto fail;
         }
-        identity_free(tmp);
         mbedtls_ssl_conf_ca_chain(&c->conf, &c->chain, NULL);
         c->pinned = true;
         memcpy(c->fp, fingerprint, ID_HASH_LEN);

@@ -33,9 +33,10 @@ tls_conf *tls_conf_server(const char *cert_file, const char *key_file, char *err
  * peers pin its fingerprint. */
 tls_conf *tls_conf_server_key(const char *key_file, char *err, size_t errlen);
 /* Client: exactly one of ca_file (verify chain + host name) and fingerprint
- * (pinned key hash) is non-NULL. */
-tls_conf *tls_conf_client(const char *ca_file, const uint8_t fingerprint[ID_HASH_LEN], char *err,
-                          size_t errlen);
+ * (pinned key hash) is non-NULL; with a fingerprint, a copy of self's
+ * certificate is the placeholder chain mbedTLS insists on. */
+tls_conf *tls_conf_client(const char *ca_file, const uint8_t fingerprint[ID_HASH_LEN],
+                          const identity *self, char *err, size_t errlen);
 void tls_conf_free(tls_conf *c);
 /* The server certificate's key hash (for --show-fingerprint). */
 void tls_conf_fingerprint(const tls_conf *c, uint8_t out[ID_HASH_LEN]);

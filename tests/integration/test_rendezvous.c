@@ -1267,7 +1267,7 @@ static void tls_connect(tls_client *t, const uint8_t fp[ID_HASH_LEN])
     char err[256];
     t->fd = tcp_client();
     fcntl(t->fd, F_SETFL, fcntl(t->fd, F_GETFL) | O_NONBLOCK);
-    t->conf = tls_conf_client(NULL, fp, err, sizeof(err));
+    t->conf = tls_conf_client(NULL, fp, key_a, err, sizeof(err));
     cr_assert_not_null(t->conf, "%s", err);
     t->ts = tls_stream_new(t->conf, t->fd, NULL);
     cr_assert_not_null(t->ts);
