@@ -14,15 +14,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=chat_common.sh
-. "$here/chat_common.sh"
-
-trap chat_finish EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
-trap 'exit 141' PIPE
-chat_setup "${1:-}"
+# shellcheck source=loopback_test.sh
+. "$here/loopback_test.sh" "${1:-}"
 rz_bin="$CHAT_BIN_DIR/punchline-rendezvous"
 chat_bin="$CHAT_BIN_DIR/punchline-chat"
 W=$CHAT_WORK
