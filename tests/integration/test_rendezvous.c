@@ -1119,6 +1119,17 @@ Test(rendezvous, token_required_when_configured)
     server_free(s2);
 }
 
+/* One UDP candidate of `kind` at a, storage from the caller. */
+static void udp_candidate(Punchline__Candidate *c, Punchline__Endpoint *ep, uint8_t *ip,
+                          const netaddr *a, int kind)
+{
+    punchline__candidate__init(c);
+    netaddr_to_endpoint(a, ep, ip);
+    c->endpoint = ep;
+    c->kind = kind;
+    c->transport = PUNCHLINE__TRANSPORT__UDP;
+}
+
 /* A reflexive address a peer learned from a STUN server travels to the other
  * peer as SERVER_REFLEXIVE (after the server's own observation), its
  * interface addresses as HOST; a reported reflexive address equal to the
@@ -1137,11 +1148,9 @@ Test(rendezvous, peer_reported_reflexive_candidates)
     uint8_t ips[2][16];
     const netaddr *addrs[2] = {&srflx, &host};
     for (int i = 0; i < 2; i++) {
-        punchline__candidate__init(&cs[i]);
-        netaddr_to_endpoint(addrs[i], &eps[i], ips[i]);
-        cs[i].endpoint = &eps[i];
-        cs[i].transport = PUNCHLINE__TRANSPORT__UDP;
-        cs[i].kind = i == 0 ? PUNCHLINE__CANDIDATE_KIND__SERVER_REFLEXIVE : PUNCHLINE__CANDIDATE_KIND__HOST;
+        udp_candidate(&cs[i], &eps[i], ips[i], addrs[i],
+                      i == 0 ? PUNCHLINE__CANDIDATE_KIND__SERVER_REFLEXIVE
+                             : PUNCHLINE__CANDIDATE_KIND__HOST);
     }
     reg.candidates = ptrs;
     reg.n_candidates = 2;
@@ -1433,11 +1442,7 @@ Test(rendezvous, hostile_names_and_candidates)
             x.u.in4.sin_port = 0;
         if (i == N - 1)
             good = x;
-        punchline__candidate__init(&cs[i]);
-        netaddr_to_endpoint(&x, &eps[i], ips[i]);
-        cs[i].endpoint = &eps[i];
-        cs[i].kind = PUNCHLINE__CANDIDATE_KIND__HOST;
-        cs[i].transport = PUNCHLINE__TRANSPORT__UDP;
+        udp_candidate(&cs[i], &eps[i], ips[i], &x, PUNCHLINE__CANDIDATE_KIND__HOST);
         ptrs[i] = &cs[i];
     }
     reg.candidates = ptrs;
