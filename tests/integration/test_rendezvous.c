@@ -140,6 +140,14 @@ static void expect_closed(int fd)
     cr_assert_leq(recv(fd, &b, 1, 0), 0, "more data where a close was expected");
 }
 
+/* The server answers with error `code`, closes, and we close too. */
+static void expect_refused(int fd, Punchline__ErrorCode code)
+{
+    expect_error(fd, code);
+    expect_closed(fd);
+    close(fd);
+}
+
 /* A Register for name by key, signed over nonce (sig and token storage from
  * the caller). */
 static void make_register(Punchline__Register *reg, const char *name, const identity *key,
@@ -235,9 +243,7 @@ Test(rendezvous, other_version_gets_bad_version_then_close)
     /* Envelope{version=2, register{name="x"}} hand-encoded: a future client */
     const uint8_t frame[] = {0, 0, 0, 7, 0x08, 0x02, 0x52, 0x03, 0x0a, 0x01, 'x'};
     send_raw(fd, frame, sizeof(frame));
-    expect_error(fd, PUNCHLINE__ERROR_CODE__BAD_VERSION);
-    expect_closed(fd);
-    close(fd);
+    expect_refused(fd, PUNCHLINE__ERROR_CODE__BAD_VERSION);
 }
 
 Test(rendezvous, oversized_and_empty_frames_are_refused)
@@ -249,9 +255,7 @@ Test(rendezvous, oversized_and_empty_frames_are_refused)
     for (size_t i = 0; i < 3; i++) {
         int fd = tcp_client();
         send_raw(fd, cases[i], 4);
-        expect_error(fd, PUNCHLINE__ERROR_CODE__MALFORMED);
-        expect_closed(fd);
-        close(fd);
+        expect_refused(fd, PUNCHLINE__ERROR_CODE__MALFORMED);
     }
 }
 
@@ -260,9 +264,7 @@ Test(rendezvous, garbage_is_malformed)
     int fd = tcp_client();
     const uint8_t frame[] = {0, 0, 0, 3, 0xff, 0xff, 0xff};
     send_raw(fd, frame, sizeof(frame));
-    expect_error(fd, PUNCHLINE__ERROR_CODE__MALFORMED);
-    expect_closed(fd);
-    close(fd);
+    expect_refused(fd, PUNCHLINE__ERROR_CODE__MALFORMED);
 }
 
 Test(rendezvous, request_before_register_is_refused)
@@ -274,9 +276,7 @@ Test(rendezvous, request_before_register_is_refused)
     env.body_case = PUNCHLINE__ENVELOPE__BODY_CONNECT_REQUEST;
     env.connect_request = &cr;
     send_env(fd, &env);
-    expect_error(fd, PUNCHLINE__ERROR_CODE__NOT_REGISTERED);
-    expect_closed(fd);
-    close(fd);
+    expect_refused(fd, PUNCHLINE__ERROR_CODE__NOT_REGISTERED);
 }
 
 Test(rendezvous, register_reports_observed_endpoint_and_udp_binding)
@@ -328,15 +328,11 @@ Test(rendezvous, name_in_use_and_bad_name)
 
     int b = tcp_client();
     send_register(b, "alice", key_b, NULL); /* another key */
-    expect_error(b, PUNCHLINE__ERROR_CODE__NAME_IN_USE);
-    expect_closed(b);
-    close(b);
+    expect_refused(b, PUNCHLINE__ERROR_CODE__NAME_IN_USE);
 
     int c = tcp_client();
     send_register(c, "bad name\x01", key_b, NULL);
-    expect_error(c, PUNCHLINE__ERROR_CODE__BAD_NAME);
-    expect_closed(c);
-    close(c);
+    expect_refused(c, PUNCHLINE__ERROR_CODE__BAD_NAME);
 
     /* once the holder leaves, the name is free again */
     close(a);
@@ -883,9 +879,7 @@ Test(rendezvous, relay_tcp_needs_the_session_mac_and_splices_both_ways)
     make_pair(&p, true, PUNCHLINE__TRANSPORT__TRANSPORT_UNKNOWN);
     /* refused: bad MAC, unknown session */
     int bad = open_relay(p.sid, p.secret, PUNCHLINE__ROLE__CONTROLLING, false);
-    expect_error(bad, PUNCHLINE__ERROR_CODE__RELAY_REFUSED);
-    expect_closed(bad);
-    close(bad);
+    expect_refused(bad, PUNCHLINE__ERROR_CODE__RELAY_REFUSED);
     int unk = open_relay(p.sid ^ 1, p.secret, PUNCHLINE__ROLE__CONTROLLING, true);
     expect_error(unk, PUNCHLINE__ERROR_CODE__RELAY_REFUSED);
     close(unk);
@@ -1018,9 +1012,7 @@ Test(rendezvous, register_needs_key_and_valid_signature)
     env.body_case = PUNCHLINE__ENVELOPE__BODY_REGISTER;
     env.register_ = &reg;
     send_env(a, &env);
-    expect_error(a, PUNCHLINE__ERROR_CODE__AUTH_FAILED);
-    expect_closed(a);
-    close(a);
+    expect_refused(a, PUNCHLINE__ERROR_CODE__AUTH_FAILED);
 
     /* signature by another key than the one presented */
     int b = tcp_client();
@@ -1030,9 +1022,7 @@ Test(rendezvous, register_needs_key_and_valid_signature)
     reg.public_key.data = (uint8_t *)identity_pub(key_a, &pl);
     reg.public_key.len = pl;
     send_env(b, &env);
-    expect_error(b, PUNCHLINE__ERROR_CODE__AUTH_FAILED);
-    expect_closed(b);
-    close(b);
+    expect_refused(b, PUNCHLINE__ERROR_CODE__AUTH_FAILED);
 }
 
 Test(rendezvous, replayed_register_fails_on_another_connection)
@@ -1049,9 +1039,7 @@ Test(rendezvous, replayed_register_fails_on_another_connection)
     int b = tcp_client();
     cr_assert(memcmp(nonces[a], nonces[b], WIRE_NONCE_LEN) != 0, "nonces must be fresh");
     send_env(b, &env);
-    expect_error(b, PUNCHLINE__ERROR_CODE__AUTH_FAILED);
-    expect_closed(b);
-    close(b);
+    expect_refused(b, PUNCHLINE__ERROR_CODE__AUTH_FAILED);
     /* the genuine one on its own connection works */
     send_env(a, &env);
     Punchline__Envelope *r = recv_env(a);
@@ -1069,16 +1057,12 @@ Test(rendezvous, same_key_replaces_its_registration_other_key_cannot)
     wire_free(keep);
     int b = tcp_client();
     send_register(b, "carol", key_b, NULL);
-    expect_error(b, PUNCHLINE__ERROR_CODE__NAME_IN_USE);
-    expect_closed(b);
-    close(b);
+    expect_refused(b, PUNCHLINE__ERROR_CODE__NAME_IN_USE);
     /* carol restarted: same key, new connection; the old one is told and closed */
     int c = tcp_client();
     do_register_key(c, "carol", key_a, &keep);
     wire_free(keep);
-    expect_error(a, PUNCHLINE__ERROR_CODE__NAME_IN_USE);
-    expect_closed(a);
-    close(a);
+    expect_refused(a, PUNCHLINE__ERROR_CODE__NAME_IN_USE);
     close(c);
 }
 
@@ -1104,9 +1088,7 @@ Test(rendezvous, token_required_when_configured)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int fd = tcp_client();
         send_register(fd, "dave", key_a, bad[i]);
-        expect_error(fd, PUNCHLINE__ERROR_CODE__AUTH_FAILED);
-        expect_closed(fd);
-        close(fd);
+        expect_refused(fd, PUNCHLINE__ERROR_CODE__AUTH_FAILED);
     }
     int fd = tcp_client();
     send_register(fd, "dave", key_a, tok);
@@ -1316,9 +1298,7 @@ Test(rendezvous, tls_control_connection)
     /* the server itself refuses a plaintext Register (not only our client) */
     int p = tcp_client();
     send_register(p, "plain", key_a, NULL);
-    expect_error(p, PUNCHLINE__ERROR_CODE__AUTH_FAILED);
-    expect_closed(p);
-    close(p);
+    expect_refused(p, PUNCHLINE__ERROR_CODE__AUTH_FAILED);
 
     /* inside TLS: a Register signed over the plaintext nonce N1 fails, over
      * the fresh N2 it works */
@@ -1392,9 +1372,7 @@ Test(rendezvous, per_source_pending_cap)
     /* a 4th unregistered one from 127.0.0.1 is told why and closed */
     int x = socket(AF_INET, SOCK_STREAM, 0);
     cr_assert_eq(connect(x, &srv_addr.u.sa, srv_addr.len), 0);
-    expect_error(x, PUNCHLINE__ERROR_CODE__RATE_LIMITED);
-    expect_closed(x);
-    close(x);
+    expect_refused(x, PUNCHLINE__ERROR_CODE__RATE_LIMITED);
     /* one registers: its slot is free again, and it stays registered */
     Punchline__Envelope *keep;
     do_register(c[0], "capped", &keep);
@@ -1418,9 +1396,7 @@ Test(rendezvous, hostile_names_and_candidates)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int fd = tcp_client();
         send_register(fd, bad[i], key_a, NULL);
-        expect_error(fd, PUNCHLINE__ERROR_CODE__BAD_NAME);
-        expect_closed(fd);
-        close(fd);
+        expect_refused(fd, PUNCHLINE__ERROR_CODE__BAD_NAME);
     }
 
     int a = tcp_client(), b = tcp_client();
