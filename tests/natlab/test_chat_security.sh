@@ -152,6 +152,11 @@ chat_stop impostor || true
 
 # ---- 3. injection by a third host ---------------------------------------------
 ip netns exec "$(natlab_ns mallory)" sysctl -qw net.ipv4.ip_nonlocal_bind=1
+# The direct path under attack must be direct-udp: with TCP between the two
+# routers open, auto mode may settle on direct-tcp (whichever tier-0 path is
+# up first is kept), so drop TCP between ra and rb for this part.
+natlab_exec ra nft insert rule ip filt forward ip daddr 203.0.113.12 meta l4proto tcp drop
+natlab_exec rb nft insert rule ip filt forward ip daddr 203.0.113.11 meta l4proto tcp drop
 chat_start_chat bob i-bob --server "$RZ" --name i-bob --timeout 20 -v
 chat_wait_grep i-bob err registered 10 || chat_fail "i-bob did not register"
 chat_start_chat alice i-alice --server "$RZ" --name i-alice --peer i-bob --transport auto --timeout 20 -v
