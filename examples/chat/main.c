@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "lineedit.h"
+#include "sanitize.h"
 #include "punchline/punchline.h"
 
 typedef struct chat {
@@ -115,26 +116,6 @@ static void finish(chat *ch, int code)
     ev_break(ch->loop, EVBREAK_ALL);
 }
 
-/* Copy text into out replacing control characters, so a peer cannot drive
- * our terminal: C0 (except tab), DEL, and UTF-8 encoded C1 (U+0080..U+009F,
- * 0xC2 0x80..0x9F, which some terminals obey).  Other UTF-8 passes through. */
-static void sanitize(const uint8_t *in, size_t len, char *out)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        uint8_t b = in[i];
-        if (b == 0xC2 && i + 1 < len && in[i + 1] >= 0x80 && in[i + 1] <= 0x9F) {
-            out[o++] = '?';
-            i++;
-        } else if ((b < 32 && b != '\t') || b == 127) {
-            out[o++] = '?';
-        } else {
-            out[o++] = (char)b;
-        }
-    }
-    out[o] = 0;
-}
-
 static void on_message(pl_conn *c, const uint8_t *data, size_t len, void *user)
 {
     const char *name = pl_conn_peer_name(c);
@@ -144,7 +125,7 @@ static void on_message(pl_conn *c, const uint8_t *data, size_t len, void *user)
     size_t nl = strlen(name);
     memcpy(line, name, nl);
     memcpy(line + nl, ": ", 2);
-    sanitize(data, len, line + nl + 2);
+    chat_sanitize(data, len, line + nl + 2);
     le_print(stdout, line);
     free(line);
 }
