@@ -129,10 +129,18 @@ int stun_parse(const uint8_t *buf, size_t len, stun_msg *out)
         case STUN_ATTR_MESSAGE_INTEGRITY:
             out->has_integrity = true;
             break;
-        case STUN_ATTR_XOR_MAPPED_ADDRESS:
-            if (!out->has_integrity && parse_xor_address(v, n, out->tid, &out->xor_mapped) == 0)
+        case STUN_ATTR_XOR_MAPPED_ADDRESS: {
+            /* The first valid one counts (s14: later duplicates are
+             * ignored); parsed aside, so that a malformed duplicate cannot
+             * clear an address already read (found by tests/fuzz). */
+            netaddr a;
+            if (!out->has_integrity && !out->has_xor_mapped &&
+                parse_xor_address(v, n, out->tid, &a) == 0) {
+                out->xor_mapped = a;
                 out->has_xor_mapped = true;
+            }
             break;
+        }
         case STUN_ATTR_SOFTWARE:
             out->software = v;
             out->software_len = n;

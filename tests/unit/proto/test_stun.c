@@ -255,3 +255,33 @@ Test(stun, binding_request_round_trip)
     cr_assert(r.has_xor_mapped);
     cr_assert(netaddr_equal(&r.xor_mapped, &mapped));
 }
+
+/* Duplicate XOR-MAPPED-ADDRESS (RFC 8489 s14: only the first occurrence
+ * counts): a later one, valid or malformed, changes nothing.  A malformed
+ * duplicate used to leave has_xor_mapped set with the address cleared
+ * (tests/fuzz/corpus/stun/regress_xor_mapped_bad_duplicate). */
+Test(hostile, duplicate_xor_mapped_address_first_counts)
+{
+    uint8_t tid[12] = {0}, resp[128];
+    stun_msg req;
+    size_t n = stun_binding_request(tid, resp, sizeof(resp));
+    cr_assert_eq(stun_parse(resp, n, &req), STUN_OK);
+    req.has_fingerprint = false;
+    netaddr mapped = addr("192.0.2.77:40123");
+    n = stun_binding_success(&req, &mapped, resp, sizeof(resp));
+    cr_assert_eq(n, 32);
+    static const uint8_t dups[][12] = {
+        {0x00, 0x20, 0x00, 0x08, 0x00, 0x05, 0x00, 0x00, 0, 0, 0, 0}, /* family 5 */
+        {0x00, 0x20, 0x00, 0x08, 0x00, 0x01, 0x00, 0x07, 1, 2, 3, 4}, /* another address */
+    };
+    for (size_t i = 0; i < 2; i++) {
+        uint8_t m[128];
+        memcpy(m, resp, n);
+        memcpy(m + n, dups[i], sizeof(dups[i]));
+        m[3] = (uint8_t)(n + sizeof(dups[i]) - STUN_HEADER);
+        stun_msg r;
+        cr_assert_eq(stun_parse(m, n + sizeof(dups[i]), &r), STUN_OK);
+        cr_assert(r.has_xor_mapped, "case %zu", i);
+        cr_assert(netaddr_equal(&r.xor_mapped, &mapped), "case %zu", i);
+    }
+}
