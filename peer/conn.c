@@ -15,6 +15,7 @@
 #define REPUNCH_FIRST_MS 5000    /* relay active, direct paths failed: retry after */
 #define REPUNCH_MAX_MS 120000    /* backoff cap */
 #define HANDSHAKE_DEADLINE_MS 20000 /* path up -> channel open, both sides */
+#define TCP_BACKLOG_MAX (256 * 1024) /* stream bytes queued on a TCP path before we wait */
 
 
 int conn_error_from_wire(int code)
@@ -34,7 +35,7 @@ int conn_error_from_wire(int code)
     }
 }
 
-static void rel_on_message(void *user, const uint8_t *data, size_t len)
+static void str_on_message(void *user, const uint8_t *data, size_t len)
 {
     pl_conn *c = user;
     if (c->state == CONN_CLOSED || !c->cb.on_message)
@@ -44,7 +45,7 @@ static void rel_on_message(void *user, const uint8_t *data, size_t len)
     c->in_callback = false;
 }
 
-static void rel_on_fin(void *user)
+static void str_on_fin(void *user)
 {
     pl_conn *c = user;
     plog(&c->peer->log, PL_LOG_DEBUG, "%s finished sending", c->peer_name);
@@ -82,9 +83,13 @@ pl_conn *conn_new(pl_peer *p, const char *peer_name, bool outgoing)
     c->timer.data = c;
     ev_idle_init(&c->reaper, reaper_cb);
     c->reaper.data = c;
-    rel_config rc = {.queue_limit = p->cfg.send_queue_limit};
-    rel_callbacks rcb = {.on_message = rel_on_message, .on_fin = rel_on_fin};
-    rel_init(&c->rel, &rc, &rcb, c);
+    stream_config sc = {.send_limit = p->cfg.send_queue_limit, .recv_limit = p->cfg.recv_window};
+    stream_callbacks scb = {.on_message = str_on_message, .on_fin = str_on_fin};
+    if (stream_init(&c->str, &sc, &scb, c) != 0) {
+        stream_free(&c->str);
+        free(c);
+        return NULL;
+    }
     c->next = p->conns;
     p->conns = c;
     return c;
@@ -104,7 +109,7 @@ void conn_destroy(pl_conn *c)
     conn_tcp_free(c);
     conn_relay_free(c);
     secure_free(c->sec);
-    rel_free(&c->rel);
+    stream_free(&c->str);
     free(c);
 }
 
@@ -196,7 +201,7 @@ void conn_registered(pl_conn *c)
 void conn_incoming(pl_conn *c, uint64_t session_id)
 {
     c->session_id = session_id;
-    c->rel.cfg.session_id = session_id;
+    c->str.cfg.session_id = session_id;
     conn_pump(c); /* arms the connect deadline */
 }
 
@@ -265,7 +270,7 @@ void conn_punch_start(pl_conn *c, const Punchline__PunchStart *m)
         return;
     }
     c->session_id = m->session_id;
-    c->rel.cfg.session_id = m->session_id;
+    c->str.cfg.session_id = m->session_id;
     punch_init(&c->pu, &pc);
     /* The callee follows the transport the caller asked for. */
     int tr = c->outgoing ? c->transport
@@ -335,9 +340,19 @@ static bool is_udp_path(int path)
     return path == PL_PATH_DIRECT_UDP || path == PL_PATH_RELAY_UDP;
 }
 
+static size_t path_backlog(const pl_conn *c)
+{
+    if (c->active == PL_PATH_DIRECT_TCP)
+        return conn_tcp_backlog(c);
+    if (c->active == PL_PATH_RELAY_TCP)
+        return conn_relay_backlog(c);
+    return 0;
+}
+
 /* Make `path` carry the stream: the first time is on_connected, later ones
- * on_path_changed.  On TCP the transport is reliable, so the stream stops
- * retransmitting; back on UDP, whatever is unacknowledged is resent. */
+ * on_path_changed.  On TCP the transport is reliable, so the stream leaves
+ * loss recovery and congestion control to it; on a switch, whatever is in
+ * flight is sent again on the new path (stream_path_switch). */
 static void activate(pl_conn *c, int path)
 {
     if (c->active == path)
@@ -345,9 +360,9 @@ static void activate(pl_conn *c, int path)
     bool first = c->active == PL_PATH_NONE;
     c->active = path;
     if (first)
-        rel_set_retransmit(&c->rel, is_udp_path(path));
+        stream_set_reliable(&c->str, !is_udp_path(path));
     else
-        rel_path_switch(&c->rel, !is_udp_path(path));
+        stream_path_switch(&c->str, !is_udp_path(path), peer_now_us(c->peer));
     c->path_ms = peer_now(c->peer);
     if (first)
         c->connected_ms = c->path_ms;
@@ -357,7 +372,7 @@ static void activate(pl_conn *c, int path)
      * path, which the controlled side follows like Data (pathsel_follow),
      * so both report the same path even on an idle connection. */
     if (c->pu.cfg.controlling)
-        c->rel.ack_due = true;
+        stream_force_ack(&c->str);
     pl_path_info info;
     pl_conn_path(c, &info);
     plog(&c->peer->log, PL_LOG_INFO, "%s %s via %s %s (%u ms; %u ms after punch start)",
@@ -408,18 +423,25 @@ static void sec_plain(void *user, const uint8_t *data, size_t len)
 {
     pl_conn *c = user;
     Punchline__Envelope *env = NULL;
-    uint64_t now = peer_now(c->peer);
+    uint64_t now = peer_now_us(c->peer);
     c->sec_delivered = true;
     if (c->state == CONN_CLOSED || wire_decode(data, len, &env, NULL) != WIRE_OK)
         return;
     switch (env->body_case) {
     case PUNCHLINE__ENVELOPE__BODY_DATA:
         if (env->data->session_id == c->session_id)
-            rel_input_data(&c->rel, env->data, now);
+            stream_input_data(&c->str, env->data, now);
         break;
     case PUNCHLINE__ENVELOPE__BODY_ACK:
         if (env->ack->session_id == c->session_id)
-            rel_input_ack(&c->rel, env->ack, now);
+            stream_input_ack(&c->str, env->ack, now);
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_DATAGRAM:
+        if (env->datagram->session_id == c->session_id && c->cb.on_datagram && c->peer_id[0]) {
+            c->in_callback = true;
+            c->cb.on_datagram(c, env->datagram->payload.data, env->datagram->payload.len, c->user);
+            c->in_callback = false;
+        }
         break;
     case PUNCHLINE__ENVELOPE__BODY_CLOSE:
         if (c->state != CONN_LINGER)
@@ -624,8 +646,8 @@ void conn_pump(pl_conn *c)
     if (c->state == CONN_CLOSED)
         return;
     maybe_repunch(c, now);
-    if (c->rel.failed) {
-        conn_finish(c, PL_ERR_PROTOCOL, "peer sent an oversized message");
+    if (c->str.failed) {
+        conn_finish(c, PL_ERR_PROTOCOL, c->str.fail_reason);
         return;
     }
     if (c->sec && c->active != PL_PATH_NONE) {
@@ -640,20 +662,35 @@ void conn_pump(pl_conn *c)
         }
     }
     bool sealed = c->sec && secure_state(c->sec) == SEC_OPEN && c->active != PL_PATH_NONE;
+    uint64_t now_us = peer_now_us(p);
+    bool backlogged = false;
     if (sealed) {
-        while ((n = rel_poll_transmit(&c->rel, now, buf, sizeof(buf))) > 0)
+        if (c->deliver_pending && !c->paused) {
+            c->deliver_pending = false;
+            stream_deliver(&c->str);
+            if (c->state == CONN_CLOSED)
+                return;
+        }
+        /* On a TCP path the socket is the window: stop while it holds a
+         * backlog; its drain callback pumps again. */
+        while (!(backlogged = path_backlog(c) >= TCP_BACKLOG_MAX) &&
+               (n = stream_poll_transmit(&c->str, now_us, buf, sizeof(buf))) > 0)
             send_sealed(c, buf, n);
+        if (c->str.failed) {
+            conn_finish(c, PL_ERR_PROTOCOL, c->str.fail_reason);
+            return;
+        }
     }
-    if (c->rel_blocked && rel_writable(&c->rel)) {
-        c->rel_blocked = false;
+    if (c->str_blocked && stream_writable(&c->str)) {
+        c->str_blocked = false;
         if (c->cb.on_writable)
             c->cb.on_writable(c, c->user);
         if (c->state == CONN_CLOSED)
             return;
     }
-    if (c->state == CONN_OPEN && rel_done(&c->rel)) {
+    if (c->state == CONN_OPEN && stream_done(&c->str)) {
         /* Stay a little to re-ack a FIN whose ack got lost (TCP's TIME-WAIT). */
-        uint32_t linger = 2 * rel_rto(&c->rel);
+        uint32_t linger = 2 * stream_pto_ms(&c->str);
         linger = linger < LINGER_MIN_MS ? LINGER_MIN_MS : linger > LINGER_MAX_MS ? LINGER_MAX_MS : linger;
         c->state = CONN_LINGER;
         c->deadline_ms = now + linger;
@@ -664,7 +701,7 @@ void conn_pump(pl_conn *c)
     }
     uint64_t d = c->want_udp ? punch_next_deadline(&c->pu) : UINT64_MAX;
     uint64_t t = c->want_tcp ? tcpp_next_deadline(&c->tp) : UINT64_MAX;
-    uint64_t r = sealed ? rel_next_deadline(&c->rel) : UINT64_MAX;
+    uint64_t r = UINT64_MAX;
     uint64_t sd = c->sec && c->active != PL_PATH_NONE ? secure_next_deadline(c->sec) : UINT64_MAX;
     if (c->sec && c->active != PL_PATH_NONE && !c->peer_id[0] && c->hs_deadline < sd)
         sd = c->hs_deadline;
@@ -681,11 +718,18 @@ void conn_pump(pl_conn *c)
         d = r;
     if (c->state == CONN_LINGER && c->deadline_ms < d)
         d = c->deadline_ms;
-    if (d == UINT64_MAX) {
+    /* the stream keeps time in microseconds (pacing, delayed acks) */
+    uint64_t su = sealed && !backlogged ? stream_next_deadline(&c->str) : UINT64_MAX;
+    if (d == UINT64_MAX && su == UINT64_MAX) {
         ev_timer_stop(p->loop, &c->timer);
         return;
     }
-    double after = d > now ? (double)(d - now) / 1000.0 : 0.001;
+    double after = d == UINT64_MAX ? 1e9 : d > now ? (double)(d - now) / 1000.0 : 0.001;
+    if (su != UINT64_MAX) {
+        uint64_t rem = su > now_us + 50 ? su - now_us : 50;
+        if ((double)rem / 1e6 < after)
+            after = (double)rem / 1e6;
+    }
     ev_timer_stop(p->loop, &c->timer);
     ev_timer_set(&c->timer, after, 0.);
     ev_timer_start(p->loop, &c->timer);
@@ -711,9 +755,9 @@ PL_API int pl_conn_send(pl_conn *c, const void *data, size_t len)
         return PL_ERR_INVALID;
     if (c->state >= CONN_LINGER)
         return PL_ERR_STATE;
-    int rc = rel_send(&c->rel, data, len);
+    int rc = stream_send(&c->str, data, len);
     if (rc == PL_ERR_AGAIN)
-        c->rel_blocked = true;
+        c->str_blocked = true;
     if (rc == 0 && c->state == CONN_OPEN)
         conn_pump(c);
     return rc;
@@ -725,10 +769,67 @@ PL_API int pl_conn_shutdown(pl_conn *c)
         return PL_ERR_INVALID;
     if (c->state >= CONN_LINGER)
         return PL_ERR_STATE;
-    int rc = rel_shutdown(&c->rel);
+    int rc = stream_shutdown(&c->str);
     if (rc == 0 && c->state == CONN_OPEN)
         conn_pump(c);
     return rc;
+}
+
+PL_API int pl_conn_send_datagram(pl_conn *c, const void *data, size_t len)
+{
+    if (!c || (!data && len))
+        return PL_ERR_INVALID;
+    if (len > PL_MAX_DATAGRAM)
+        return PL_ERR_TOO_BIG;
+    if (c->state != CONN_OPEN || !c->peer_id[0] || c->active == PL_PATH_NONE)
+        return PL_ERR_STATE;
+    Punchline__Datagram dg = PUNCHLINE__DATAGRAM__INIT;
+    dg.session_id = c->session_id;
+    dg.payload.data = (uint8_t *)data;
+    dg.payload.len = len;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_DATAGRAM;
+    env.datagram = &dg;
+    uint8_t buf[WIRE_UDP_MAX];
+    int n = wire_encode_udp(&env, buf, sizeof(buf));
+    if (n <= 0)
+        return PL_ERR_TOO_BIG;
+    if (path_backlog(c) >= TCP_BACKLOG_MAX)
+        return 0; /* dropped, as a congested network would */
+    send_sealed(c, buf, (size_t)n);
+    return 0;
+}
+
+PL_API void pl_conn_pause(pl_conn *c, int paused)
+{
+    if (!c || c->state == CONN_CLOSED)
+        return;
+    c->paused = paused != 0;
+    stream_set_paused(&c->str, c->paused);
+    if (!c->paused) {
+        c->deliver_pending = true;
+        /* deliver from the loop, not inside this call */
+        ev_timer_stop(c->peer->loop, &c->timer);
+        ev_timer_set(&c->timer, 0., 0.);
+        ev_timer_start(c->peer->loop, &c->timer);
+    }
+}
+
+PL_API void pl_conn_get_stats(const pl_conn *c, pl_conn_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!c)
+        return;
+    stream_stats st;
+    stream_get_stats(&c->str, &st);
+    out->bytes_sent = st.bytes_acked;
+    out->bytes_received = st.bytes_delivered;
+    out->packets_sent = st.packets_sent;
+    out->packets_lost = st.packets_lost;
+    out->packets_retransmitted = st.packets_retransmitted;
+    out->rtt_us = st.srtt_us;
+    out->cwnd = st.cwnd;
+    out->queued = c->str.snd_end - c->str.sbuf.base;
 }
 
 PL_API void pl_conn_close(pl_conn *c)

@@ -21,8 +21,11 @@
 static void rlink_connect_cb(tcp_link *l, int err, void *user);
 static void rlink_frame_cb(tcp_link *l, const uint8_t *buf, size_t len, void *user);
 static void rlink_close_cb(tcp_link *l, int err, void *user);
-static const tcp_link_ops rlink_ops = {
-    .on_connect = rlink_connect_cb, .on_frame = rlink_frame_cb, .on_close = rlink_close_cb};
+static void rlink_drain_cb(tcp_link *l, void *user);
+static const tcp_link_ops rlink_ops = {.on_connect = rlink_connect_cb,
+                                       .on_frame = rlink_frame_cb,
+                                       .on_close = rlink_close_cb,
+                                       .on_drain = rlink_drain_cb};
 
 static void rt_fail(pl_conn *c, const char *why)
 {
@@ -181,6 +184,19 @@ void conn_relay_send(pl_conn *c, int path, const uint8_t *dgram, size_t len)
         if (tcp_link_send(c->rlink, dgram + 1, len - 1) < 0)
             rt_fail(c, "relay connection queue overflow");
     }
+}
+
+/* The socket took our backlog: the stream may send more. */
+static void rlink_drain_cb(tcp_link *l, void *user)
+{
+    pl_conn *c = user;
+    if (c->state != CONN_CLOSED)
+        conn_pump(c);
+}
+
+size_t conn_relay_backlog(const pl_conn *c)
+{
+    return c->rt_state == RT_UP ? tcp_link_backlog(c->rlink) : 0;
 }
 
 static void rlink_connect_cb(tcp_link *l, int err, void *user)

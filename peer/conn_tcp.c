@@ -13,10 +13,12 @@
 static void link_connect_cb(tcp_link *l, int err, void *user);
 static void link_frame_cb(tcp_link *l, const uint8_t *buf, size_t len, void *user);
 static void link_close_cb(tcp_link *l, int err, void *user);
+static void link_drain_cb(tcp_link *l, void *user);
 
 static const tcp_link_ops attempt_ops = {
     .on_connect = link_connect_cb, .on_frame = link_frame_cb, .on_close = link_close_cb};
-static const tcp_link_ops stream_ops = {.on_frame = link_frame_cb, .on_close = link_close_cb};
+static const tcp_link_ops stream_ops = {
+    .on_frame = link_frame_cb, .on_close = link_close_cb, .on_drain = link_drain_cb};
 
 /* Link tags: attempts are their candidate index, streams 100 + stream index. */
 #define STREAM_TAG(i) (100 + (i))
@@ -119,14 +121,14 @@ void conn_tcp_pump(pl_conn *c, uint64_t now)
 {
     tcpp_action a;
     uint8_t buf[WIRE_UDP_MAX];
-    int stream;
+    int si;
     size_t n;
     tcpp_tick(&c->tp, now);
     while (tcpp_poll_action(&c->tp, now, &a))
         apply_action(c, &a);
-    while ((n = tcpp_poll_transmit(&c->tp, now, &stream, buf, sizeof(buf))) > 0)
-        if (c->streams[stream] && tcp_link_send(c->streams[stream], buf, n) < 0)
-            drop_stream(c, stream);
+    while ((n = tcpp_poll_transmit(&c->tp, now, &si, buf, sizeof(buf))) > 0)
+        if (c->streams[si] && tcp_link_send(c->streams[si], buf, n) < 0)
+            drop_stream(c, si);
 }
 
 static void link_connect_cb(tcp_link *l, int err, void *user)
@@ -184,6 +186,14 @@ static void link_frame_cb(tcp_link *l, const uint8_t *buf, size_t len, void *use
     wire_free(env);
 }
 
+/* The socket took our backlog: the stream may send more (conn_pump). */
+static void link_drain_cb(tcp_link *l, void *user)
+{
+    pl_conn *c = user;
+    if (c->state != CONN_CLOSED)
+        conn_pump(c);
+}
+
 static void link_close_cb(tcp_link *l, int err, void *user)
 {
     pl_conn *c = user;
@@ -221,6 +231,12 @@ void conn_tcp_send(pl_conn *c, const uint8_t *dgram, size_t len)
     /* the stream is framed: drop the UDP demultiplexing byte */
     if (tcp_link_send(c->streams[s], dgram + 1, len - 1) < 0)
         drop_stream(c, s);
+}
+
+size_t conn_tcp_backlog(const pl_conn *c)
+{
+    int s = tcpp_selected(&c->tp);
+    return s >= 0 && c->streams[s] ? tcp_link_backlog(c->streams[s]) : 0;
 }
 
 const netaddr *conn_tcp_remote(const pl_conn *c)

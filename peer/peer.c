@@ -18,6 +18,12 @@ uint64_t peer_now(const pl_peer *p)
     return time_now_ms();
 }
 
+uint64_t peer_now_us(const pl_peer *p)
+{
+    (void)p;
+    return time_now_us();
+}
+
 uint32_t peer_keepalive_ms(const pl_peer *p)
 {
     uint32_t ka = p->cfg.keepalive_ms;

@@ -15,7 +15,7 @@
 #include "pathsel.h"
 #include "punch.h"
 #include "punchline/punchline.h"
-#include "reliable.h"
+#include "stream.h"
 #include "tcp_link.h"
 #include "tcp_punch.h"
 #include "wire.h"
@@ -98,8 +98,10 @@ struct pl_conn {
     uint8_t key_hash[ID_HASH_LEN];  /* expected key: pinned, else from PunchStart */
     bool pinned;
     char peer_id[ID_TEXT_LEN + 1];  /* verified id, "" before */
-    reliable rel;
-    bool rel_blocked;         /* rel_send said AGAIN: report on_writable */
+    stream str;               /* the reliable byte stream (stream.h) */
+    bool str_blocked;         /* stream_send said AGAIN: report on_writable */
+    bool paused;              /* pl_conn_pause(): delivery stopped */
+    bool deliver_pending;     /* resumed: deliver from the next pump */
     int close_status;
     bool in_callback;         /* defer destruction while the app runs */
     ev_timer timer;
@@ -163,6 +165,8 @@ struct pl_peer {
 /* peer.c */
 void peer_udp_send(pl_peer *p, const netaddr *to, const uint8_t *buf, size_t len);
 uint64_t peer_now(const pl_peer *p);
+/* The same clock in microseconds (the stream core's unit). */
+uint64_t peer_now_us(const pl_peer *p);
 pl_conn *peer_find_session(pl_peer *p, uint64_t session_id);
 pl_conn *peer_find_request(pl_peer *p, uint32_t request_id);
 uint32_t peer_keepalive_ms(const pl_peer *p);
@@ -197,6 +201,8 @@ void conn_tcp_adopt(pl_conn *c, tcp_link *l, const Punchline__Envelope *first);
 /* Send one envelope (UDP datagram bytes incl. marker) on the selected stream. */
 void conn_tcp_send(pl_conn *c, const uint8_t *dgram, size_t len);
 const netaddr *conn_tcp_remote(const pl_conn *c);
+/* Bytes the selected TCP stream has queued and not yet written. */
+size_t conn_tcp_backlog(const pl_conn *c);
 
 /* conn_relay.c: the relay paths of one conn */
 void conn_relay_start(pl_conn *c, uint64_t now);
@@ -207,6 +213,8 @@ void conn_relay_free(pl_conn *c);
 void conn_relay_udp_input(pl_conn *c, const Punchline__Envelope *env, const netaddr *from);
 /* Send one datagram (with marker) on relay-udp / relay-tcp. */
 void conn_relay_send(pl_conn *c, int path, const uint8_t *dgram, size_t len);
+/* Bytes the relay-tcp connection has queued and not yet written. */
+size_t conn_relay_backlog(const pl_conn *c);
 bool conn_relay_up(const pl_conn *c, int path);
 bool conn_relay_over(const pl_conn *c, int path);
 

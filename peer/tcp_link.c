@@ -54,24 +54,27 @@ static void fail(tcp_link *l, int err)
         CALL(l, l->ops->on_close(l, err, l->user));
 }
 
-static void flush(tcp_link *l)
+/* Send what is queued; true when the queue emptied. */
+static bool flush(tcp_link *l)
 {
     while (l->out_len) {
-        ssize_t n = send(l->fd, l->out, l->out_len, MSG_NOSIGNAL);
+        ssize_t n = send(l->fd, l->out + l->out_off, l->out_len, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 ev_io_start(l->loop, &l->wio);
-                return;
+                return false;
             }
             if (errno == EINTR)
                 continue;
             fail(l, errno);
-            return;
+            return false;
         }
-        memmove(l->out, l->out + n, l->out_len - (size_t)n);
+        l->out_off += (size_t)n;
         l->out_len -= (size_t)n;
     }
+    l->out_off = 0;
     ev_io_stop(l->loop, &l->wio);
+    return true;
 }
 
 static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -107,7 +110,8 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
             flush(l);
         return;
     }
-    flush(l);
+    if (flush(l) && l->ops && l->ops->on_drain)
+        CALL(l, l->ops->on_drain(l, l->user));
 }
 
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -220,6 +224,10 @@ int tcp_link_send(tcp_link *l, const uint8_t *body, size_t len)
     size_t total = len + FRAME_HEADER;
     if (l->out_len + total > TCP_LINK_OUT_MAX)
         return -1; /* the peer is not reading; the owner decides what to do */
+    if (l->out_off && l->out_off + l->out_len + total > l->out_cap) {
+        memmove(l->out, l->out + l->out_off, l->out_len);
+        l->out_off = 0;
+    }
     if (l->out_len + total > l->out_cap) {
         size_t cap = l->out_cap ? l->out_cap : 4096;
         while (cap < l->out_len + total)
@@ -230,10 +238,15 @@ int tcp_link_send(tcp_link *l, const uint8_t *body, size_t len)
         l->out = o;
         l->out_cap = cap;
     }
-    frame_put_header(l->out + l->out_len, (uint32_t)len);
-    memcpy(l->out + l->out_len + FRAME_HEADER, body, len);
+    frame_put_header(l->out + l->out_off + l->out_len, (uint32_t)len);
+    memcpy(l->out + l->out_off + l->out_len + FRAME_HEADER, body, len);
     l->out_len += total;
     if (!l->connecting && !ev_is_active(&l->wio))
         ev_io_start(l->loop, &l->wio); /* flushed from the loop */
     return 0;
+}
+
+size_t tcp_link_backlog(const tcp_link *l)
+{
+    return l ? l->out_len : 0;
 }

@@ -25,6 +25,8 @@ typedef struct tcp_link_ops {
     void (*on_frame)(tcp_link *l, const uint8_t *buf, size_t len, void *user);
     /* EOF (err 0), a socket error (errno) or a framing error (-1) */
     void (*on_close)(tcp_link *l, int err, void *user);
+    /* optional: the send queue was waiting on the socket and is empty now */
+    void (*on_drain)(tcp_link *l, void *user);
 } tcp_link_ops;
 
 struct tcp_link {
@@ -36,7 +38,7 @@ struct tcp_link {
     netaddr remote;
     frame_reader fr;
     uint8_t *out;
-    size_t out_len, out_cap;
+    size_t out_off, out_len, out_cap; /* queued: out[out_off .. out_off + out_len) */
     const tcp_link_ops *ops;
     void *user;
     int tag;                   /* the owner's label (candidate or stream index) */
@@ -58,6 +60,8 @@ tcp_link *tcp_link_adopt(struct ev_loop *loop, int fd, const netaddr *remote,
  * dead or its queue overflowed (it is then failed via on_close). */
 int tcp_link_send(tcp_link *l, const uint8_t *body, size_t len);
 void tcp_link_set_owner(tcp_link *l, const tcp_link_ops *ops, void *user, int tag);
+/* Bytes queued and not yet handed to the socket. */
+size_t tcp_link_backlog(const tcp_link *l);
 void tcp_link_free(tcp_link *l);
 
 #endif

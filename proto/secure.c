@@ -193,7 +193,7 @@ secure *secure_new(const secure_config *cfg, const secure_callbacks *cb, void *u
     if (!s->cfg.hs_max_ms)
         s->cfg.hs_max_ms = 8000;
     if (!s->cfg.mtu)
-        s->cfg.mtu = 1200;
+        s->cfg.mtu = SECURE_MTU;
     if (cb)
         s->cb = *cb;
     s->user = user;

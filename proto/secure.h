@@ -33,7 +33,7 @@ typedef struct secure_config {
     uint8_t peer_hash[ID_HASH_LEN]; /* expected SHA-256 of the peer's public key */
     uint32_t hs_min_ms;           /* first handshake retransmission; 0 = 250 */
     uint32_t hs_max_ms;           /* give up after the retransmission timer exceeds; 0 = 8000 */
-    uint16_t mtu;                 /* largest datagram; 0 = 1200 */
+    uint16_t mtu;                 /* largest DTLS datagram; 0 = SECURE_MTU */
     bool no_certificate;          /* tests only: act as a peer that presents none */
 } secure_config;
 
@@ -61,10 +61,13 @@ bool secure_timed_out(const secure *s);
 /* Cipher suite name once open. */
 const char *secure_suite(const secure *s);
 
-/* Largest application record: what fits one 1200-byte datagram (the
- * default mtu) after SECURE_OVERHEAD.  Data segments (1024-byte payload in
- * an envelope of about 1045 bytes) stay below it. */
-#define SECURE_MAX_PLAIN 1160
+/* Largest DTLS datagram (the default mtu), and the largest application
+ * record that fits in it after SECURE_OVERHEAD.  A Data packet (1200-byte
+ * payload in an envelope of at most ~1245 bytes) stays below it; wrapped in
+ * a Secure envelope and a relay header the datagram stays below
+ * WIRE_UDP_MAX (PROTOCOL.md 6). */
+#define SECURE_MTU 1320
+#define SECURE_MAX_PLAIN (SECURE_MTU - SECURE_OVERHEAD)
 #define SECURE_OVERHEAD 37        /* DTLS record header 13 + explicit nonce 8 + tag 16 */
 
 #endif

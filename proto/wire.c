@@ -112,9 +112,15 @@ int wire_validate(const Punchline__Envelope *e)
         bad = e->probe->mac.len != WIRE_MAC_LEN || check_endpoint(e->probe->mapped, 0);
         break;
     case PUNCHLINE__ENVELOPE__BODY_DATA:
-        bad = e->data->payload.len > WIRE_MAX_PAYLOAD || (e->data->fin && e->data->payload.len);
+        /* the stream's end must be representable: offset + len < 2^62 */
+        bad = e->data->payload.len > WIRE_MAX_PAYLOAD || e->data->offset > WIRE_MAX_STREAM_OFFSET;
         break;
     case PUNCHLINE__ENVELOPE__BODY_ACK:
+        bad = e->ack->n_ranges > 2 * WIRE_MAX_ACK_RANGES || e->ack->n_ranges % 2 != 0;
+        break;
+    case PUNCHLINE__ENVELOPE__BODY_DATAGRAM:
+        bad = e->datagram->payload.len > WIRE_MAX_PAYLOAD;
+        break;
     case PUNCHLINE__ENVELOPE__BODY_RELAY_READY:
         break;
     case PUNCHLINE__ENVELOPE__BODY_RELAY_OPEN:
@@ -234,6 +240,7 @@ const char *wire_body_name(const Punchline__Envelope *env)
     case PUNCHLINE__ENVELOPE__BODY_PROBE: return "Probe";
     case PUNCHLINE__ENVELOPE__BODY_DATA: return "Data";
     case PUNCHLINE__ENVELOPE__BODY_ACK: return "Ack";
+    case PUNCHLINE__ENVELOPE__BODY_DATAGRAM: return "Datagram";
     case PUNCHLINE__ENVELOPE__BODY_RELAY_OPEN: return "RelayOpen";
     case PUNCHLINE__ENVELOPE__BODY_RELAY_READY: return "RelayReady";
     case PUNCHLINE__ENVELOPE__BODY_SERVER_HELLO: return "ServerHello";

@@ -18,7 +18,7 @@
 
 #include "punchline.pb-c.h"
 
-#define WIRE_VERSION 1
+#define WIRE_VERSION 2           /* 2: the QUIC-style stream (Data/Ack), Datagram */
 #define WIRE_UDP_MARKER 0x0C
 /* Relayed datagram: 0x0D, the session id (8 bytes big-endian), then a whole
  * punchline datagram (0x0C ...).  See docs/PROTOCOL.md 5.1. */
@@ -29,7 +29,9 @@
 #define WIRE_MAX_HOST_CANDIDATES 16
 #define WIRE_SECRET_LEN 32
 #define WIRE_MAC_LEN 16
-#define WIRE_MAX_PAYLOAD 1024    /* Data.payload */
+#define WIRE_MAX_PAYLOAD 1200    /* Data.payload, Datagram.payload */
+#define WIRE_MAX_ACK_RANGES 32   /* Ack.ranges pairs */
+#define WIRE_MAX_STREAM_OFFSET (1ull << 62)
 #define WIRE_MAX_TEXT 256        /* error text, close reason, client version */
 #define WIRE_MAX_KEY 200         /* Register.public_key (DER SubjectPublicKeyInfo) */
 #define WIRE_MAX_SIG 80          /* Register.signature (DER ECDSA) */

@@ -35,6 +35,8 @@ struct ev_loop;
 #define PL_VERSION_STRING "0.1.0"
 /* Largest message pl_conn_send() accepts. */
 #define PL_MAX_MESSAGE 65536
+/* Largest datagram pl_conn_send_datagram() accepts. */
+#define PL_MAX_DATAGRAM 1200
 /* Longest peer name (bytes, excluding the NUL); names use [A-Za-z0-9._-]. */
 #define PL_MAX_NAME 63
 /* A peer id: base32 (lower case, no padding) of the SHA-256 of the peer's
@@ -112,7 +114,8 @@ typedef struct pl_conn_callbacks {
     void (*on_path_changed)(pl_conn *c, const pl_path_info *path, void *user);
     /* One complete message, in order.  data is valid only during the call. */
     void (*on_message)(pl_conn *c, const uint8_t *data, size_t len, void *user);
-    /* Room in the send queue again after pl_conn_send() gave PL_ERR_AGAIN. */
+    /* Room in the send queue again after pl_conn_send() gave PL_ERR_AGAIN
+     * (room for a message of PL_MAX_MESSAGE bytes). */
     void (*on_writable)(pl_conn *c, void *user);
     /* The peer called pl_conn_shutdown(): no more messages will arrive. */
     void (*on_peer_finished)(pl_conn *c, void *user);
@@ -120,7 +123,22 @@ typedef struct pl_conn_callbacks {
      * else a PL_ERR_* code.  The connection is freed right after it returns;
      * do not use c afterwards. */
     void (*on_closed)(pl_conn *c, int status, void *user);
+    /* One unreliable datagram (pl_conn_send_datagram()); may be lost,
+     * duplicated or reordered.  data is valid only during the call. */
+    void (*on_datagram)(pl_conn *c, const uint8_t *data, size_t len, void *user);
 } pl_conn_callbacks;
+
+/* Counters of one connection's stream (pl_conn_get_stats()). */
+typedef struct pl_conn_stats {
+    uint64_t bytes_sent;          /* message bytes the peer acknowledged */
+    uint64_t bytes_received;      /* message bytes delivered to on_message */
+    uint64_t packets_sent;        /* stream packets, retransmissions included */
+    uint64_t packets_lost;        /* declared lost (UDP paths) */
+    uint64_t packets_retransmitted;
+    uint64_t rtt_us;              /* smoothed round-trip time (UDP paths) */
+    uint64_t cwnd;                /* congestion window, bytes (UDP paths) */
+    uint64_t queued;              /* bytes waiting in the send queue */
+} pl_conn_stats;
 
 typedef struct pl_peer_config {
     struct ev_loop *loop;        /* required; the library adds watchers to it */
@@ -133,7 +151,15 @@ typedef struct pl_peer_config {
     uint32_t keepalive_ms;       /* path and server keepalive; 0 = 15000 (max 25000) */
     uint32_t punch_timeout_ms;   /* give up punching after; 0 = 10000 */
     uint32_t path_timeout_ms;    /* path dead after silence of; 0 = 30000 */
-    size_t send_queue_limit;     /* bytes queued per conn before PL_ERR_AGAIN; 0 = 1 MiB */
+    /* Per-connection memory (docs/PROTOCOL.md 6).  send_queue_limit: bytes
+     * queued (unsent + unacknowledged, 4 bytes per message included) before
+     * pl_conn_send() says PL_ERR_AGAIN.  recv_window: bytes received and not
+     * yet delivered (out of order, or held while paused) -- the flow-control
+     * window the peer may fill.  0 = 4 MiB each; at least 128 KiB, at most
+     * 256 MiB, rounded up to a power of two; allocated only as used.  A
+     * connection's throughput is at most window / round-trip time. */
+    size_t send_queue_limit;
+    size_t recv_window;
     /* PEM file with this peer's ECDSA P-256 identity key; created (mode
      * 0600) if missing.  NULL = a fresh key in memory for this pl_peer only
      * (its id changes every run).  See pl_identity_default_path(). */
@@ -203,6 +229,18 @@ PL_API void pl_conn_set_callbacks(pl_conn *c, const pl_conn_callbacks *cb, void 
  * a path is up.  PL_ERR_AGAIN: queue full, retry after on_writable.
  * PL_ERR_STATE after pl_conn_shutdown(). */
 PL_API int pl_conn_send(pl_conn *c, const void *data, size_t len);
+/* Send one unreliable datagram of at most PL_MAX_DATAGRAM bytes on the
+ * current path, encrypted like the stream but never retransmitted or
+ * ordered (for media, game state, ...).  PL_ERR_STATE before on_connected,
+ * PL_ERR_TOO_BIG above the limit. */
+PL_API int pl_conn_send_datagram(pl_conn *c, const void *data, size_t len);
+/* Stop (paused != 0) or resume delivering messages.  While paused, what
+ * arrives stays in the connection's receive buffer; once recv_window bytes
+ * are held the peer stops sending (flow control), so a slow consumer costs
+ * bounded memory.  Delivery resumes from the loop, not inside this call. */
+PL_API void pl_conn_pause(pl_conn *c, int paused);
+/* The stream's counters so far. */
+PL_API void pl_conn_get_stats(const pl_conn *c, pl_conn_stats *out);
 /* Half-close: send what is queued, then tell the peer we are finished; keep
  * receiving.  on_closed(0) follows when the peer has finished too. */
 PL_API int pl_conn_shutdown(pl_conn *c);

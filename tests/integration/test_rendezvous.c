@@ -240,8 +240,8 @@ static int udp_bind(uint64_t token, netaddr *observed)
 Test(rendezvous, other_version_gets_bad_version_then_close)
 {
     int fd = tcp_client();
-    /* Envelope{version=2, register{name="x"}} hand-encoded: a future client */
-    const uint8_t frame[] = {0, 0, 0, 7, 0x08, 0x02, 0x52, 0x03, 0x0a, 0x01, 'x'};
+    /* Envelope{version=WIRE_VERSION + 1, register{name="x"}} hand-encoded: a future client */
+    const uint8_t frame[] = {0, 0, 0, 7, 0x08, WIRE_VERSION + 1, 0x52, 0x03, 0x0a, 0x01, 'x'};
     send_raw(fd, frame, sizeof(frame));
     expect_refused(fd, PUNCHLINE__ERROR_CODE__BAD_VERSION);
 }
@@ -639,15 +639,15 @@ static void amplification_cases(void)
      * below 8 bytes */
     n = (size_t)wire_encode_udp_bind(token, 0, req, sizeof(req));
     cr_assert(req[1] == 0x08 && req[2] == WIRE_VERSION, "version is the first field");
-    req[2] = 2;
-    r = amp_check("version 2, padded UdpBind", u, req, n, ERR, in);
+    req[2] = WIRE_VERSION + 1;
+    r = amp_check("another version, padded UdpBind", u, req, n, ERR, in);
     cr_assert_eq(r, 42);
     wire_encode_udp(&env, req, sizeof(req));
-    req[2] = 2;
-    r = amp_check("version 2, unpadded UdpBind", u, req, (size_t)small, ERR, in);
+    req[2] = WIRE_VERSION + 1;
+    r = amp_check("another version, unpadded UdpBind", u, req, (size_t)small, ERR, in);
     cr_assert_eq(r, 8, "BAD_VERSION without its text");
-    const uint8_t v2[] = {WIRE_UDP_MARKER, 0x08, 0x02};
-    amp_check("version 2, envelope alone", u, v2, sizeof(v2), 0, in);
+    const uint8_t v2[] = {WIRE_UDP_MARKER, 0x08, WIRE_VERSION + 1};
+    amp_check("another version, envelope alone", u, v2, sizeof(v2), 0, in);
 
     /* malformed punchline datagrams are never answered over UDP */
     const uint8_t bad[] = {WIRE_UDP_MARKER, 0xff, 0xff};

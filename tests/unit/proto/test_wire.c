@@ -109,6 +109,7 @@ typedef struct fixture {
     Punchline__Candidate cand[FX_CANDS];
     Punchline__Candidate *candp[FX_CANDS];
     uint8_t bytes[2048]; /* secret / mac / payload / public key */
+    uint64_t ranges[2 * WIRE_MAX_ACK_RANGES + 2]; /* Ack.ranges */
     char text[2048];     /* long strings */
 } fixture;
 
@@ -287,10 +288,10 @@ static void fx_build(fixture *f, int kind)
         Punchline__Data m = PUNCHLINE__DATA__INIT;
         f->data = m;
         f->data.session_id = 42;
-        f->data.seq = 5;
+        f->data.pn = 5;
+        f->data.offset = 1000;
         f->data.payload.data = f->bytes;
         f->data.payload.len = 100;
-        f->data.end_of_message = 1;
         f->env.body_case = PUNCHLINE__ENVELOPE__BODY_DATA;
         f->env.data = &f->data;
         break;
@@ -299,8 +300,14 @@ static void fx_build(fixture *f, int kind)
         Punchline__Ack m = PUNCHLINE__ACK__INIT;
         f->ack = m;
         f->ack.session_id = 42;
-        f->ack.next_seq = 10;
-        f->ack.sack = 0x8000000000000005ull;
+        f->ack.pn_next = 10;
+        f->ack.first_range = 2;
+        f->ack.ranges = f->ranges;
+        f->ack.n_ranges = 2;
+        f->ranges[0] = 1;
+        f->ranges[1] = 3;
+        f->ack.stream_next = 5000;
+        f->ack.max_offset = 1u << 22;
         f->env.body_case = PUNCHLINE__ENVELOPE__BODY_ACK;
         f->env.ack = &f->ack;
         break;
@@ -450,8 +457,13 @@ Test(roundtrip, field_values)
     fx_build(&f, K_ACK);
     n = wire_encode(&f.env, buf, sizeof(buf));
     cr_assert_eq(wire_decode(buf, (size_t)n, &e, NULL), WIRE_OK);
-    cr_assert_eq(e->ack->next_seq, 10);
-    cr_assert_eq(e->ack->sack, 0x8000000000000005ull);
+    cr_assert_eq(e->ack->pn_next, 10);
+    cr_assert_eq(e->ack->first_range, 2);
+    cr_assert_eq(e->ack->n_ranges, 2);
+    cr_assert_eq(e->ack->ranges[0], 1);
+    cr_assert_eq(e->ack->ranges[1], 3);
+    cr_assert_eq(e->ack->stream_next, 5000);
+    cr_assert_eq(e->ack->max_offset, 1u << 22);
     wire_free(e);
 }
 
@@ -554,13 +566,13 @@ Test(decode, other_version_reported)
     fixture f;
     uint8_t buf[WIRE_UDP_MAX + 1];
     fx_build(&f, K_KEEPALIVE);
-    f.env.version = 2;
+    f.env.version = WIRE_VERSION + 1;
     size_t n = fx_pack(&f, buf, sizeof(buf));
 
     Punchline__Envelope *e = (Punchline__Envelope *)1;
     uint32_t version = 0;
     cr_assert_eq(wire_decode(buf, n, &e, &version), WIRE_E_VERSION);
-    cr_assert_eq(version, 2);
+    cr_assert_eq(version, WIRE_VERSION + 1);
     cr_assert_null(e);
     cr_assert_eq(wire_decode(buf, n, &e, NULL), WIRE_E_VERSION, "version pointer is optional");
 
@@ -568,7 +580,7 @@ Test(decode, other_version_reported)
     memmove(buf + 1, buf, n);
     buf[0] = WIRE_UDP_MARKER;
     cr_assert_eq(wire_decode_udp(buf, n + 1, &e, &version), WIRE_E_VERSION);
-    cr_assert_eq(version, 2);
+    cr_assert_eq(version, WIRE_VERSION + 1);
     cr_assert_null(e);
 
     /* a far-future version with a body we do not even know */
@@ -636,7 +648,8 @@ enum mutation {
     M_EP_PORT70000, M_EP_ABSENT,
     M_SECRET0, M_SECRET31, M_SECRET33, M_ROLE_UNKNOWN, M_ROLE_7,
     M_MAC0, M_MAC15, M_MAC17,
-    M_PAYLOAD_1024, M_PAYLOAD_1025, M_FIN_ONLY, M_FIN_WITH_PAYLOAD, M_EMPTY_PAYLOAD,
+    M_PAYLOAD_MAX, M_PAYLOAD_OVER, M_FIN_ONLY, M_FIN_WITH_PAYLOAD, M_EMPTY_PAYLOAD,
+    M_OFFSET_MAX, M_OFFSET_OVER, M_ACK_RANGES_MAX, M_ACK_RANGES_OVER, M_ACK_RANGES_ODD,
     M_TEXT_256, M_TEXT_257,
     M_PUBKEY_512, M_PUBKEY_513,
     M_CANDS_NAME_63, M_CANDS_NAME_64,
@@ -677,9 +690,14 @@ static void fx_mutate(fixture *f, int kind, int m)
     case M_MAC0: f->probe.mac.len = 0; break;
     case M_MAC15: f->probe.mac.len = 15; break;
     case M_MAC17: f->probe.mac.len = 17; break;
-    case M_PAYLOAD_1024: f->data.payload.len = 1024; break;
-    case M_PAYLOAD_1025: f->data.payload.len = 1025; break;
-    case M_FIN_ONLY: f->data.payload.len = 0; f->data.end_of_message = 0; f->data.fin = 1; break;
+    case M_PAYLOAD_MAX: f->data.payload.len = WIRE_MAX_PAYLOAD; break;
+    case M_PAYLOAD_OVER: f->data.payload.len = WIRE_MAX_PAYLOAD + 1; break;
+    case M_FIN_ONLY: f->data.payload.len = 0; f->data.fin = 1; break;
+    case M_OFFSET_MAX: f->data.offset = WIRE_MAX_STREAM_OFFSET; break;
+    case M_OFFSET_OVER: f->data.offset = WIRE_MAX_STREAM_OFFSET + 1; break;
+    case M_ACK_RANGES_MAX: f->ack.n_ranges = 2 * WIRE_MAX_ACK_RANGES; break;
+    case M_ACK_RANGES_OVER: f->ack.n_ranges = 2 * WIRE_MAX_ACK_RANGES + 2; break;
+    case M_ACK_RANGES_ODD: f->ack.n_ranges = 3; break;
     case M_FIN_WITH_PAYLOAD: f->data.fin = 1; break;
     case M_EMPTY_PAYLOAD: f->data.payload.len = 0; break;
     case M_TEXT_256:
@@ -752,12 +770,18 @@ ParameterizedTestParameters(bounds, validate)
         {K_PROBE, M_MAC0, WIRE_E_MALFORMED, "mac empty"},
         {K_PROBE, M_MAC15, WIRE_E_MALFORMED, "mac 15 bytes"},
         {K_PROBE, M_MAC17, WIRE_E_MALFORMED, "mac 17 bytes"},
-        /* Data: payload at most 1024 bytes; FIN carries none */
-        {K_DATA, M_PAYLOAD_1024, WIRE_OK, "payload 1024"},
-        {K_DATA, M_PAYLOAD_1025, WIRE_E_MALFORMED, "payload 1025"},
-        {K_DATA, M_EMPTY_PAYLOAD, WIRE_OK, "empty message segment"},
+        /* Data: payload at most WIRE_MAX_PAYLOAD bytes, offsets below 2^62 */
+        {K_DATA, M_PAYLOAD_MAX, WIRE_OK, "payload at the maximum"},
+        {K_DATA, M_PAYLOAD_OVER, WIRE_E_MALFORMED, "payload one over"},
+        {K_DATA, M_EMPTY_PAYLOAD, WIRE_OK, "empty packet (probe)"},
         {K_DATA, M_FIN_ONLY, WIRE_OK, "fin alone"},
-        {K_DATA, M_FIN_WITH_PAYLOAD, WIRE_E_MALFORMED, "fin with payload"},
+        {K_DATA, M_FIN_WITH_PAYLOAD, WIRE_OK, "fin with the last bytes"},
+        {K_DATA, M_OFFSET_MAX, WIRE_OK, "offset 2^62"},
+        {K_DATA, M_OFFSET_OVER, WIRE_E_MALFORMED, "offset above 2^62"},
+        /* Ack: at most WIRE_MAX_ACK_RANGES (gap, run) pairs */
+        {K_ACK, M_ACK_RANGES_MAX, WIRE_OK, "ack ranges at the maximum"},
+        {K_ACK, M_ACK_RANGES_OVER, WIRE_E_MALFORMED, "ack ranges one pair over"},
+        {K_ACK, M_ACK_RANGES_ODD, WIRE_E_MALFORMED, "ack ranges odd count"},
         /* free text and keys */
         {K_ERROR, M_TEXT_256, WIRE_OK, "error text 256"},
         {K_ERROR, M_TEXT_257, WIRE_E_MALFORMED, "error text 257"},
@@ -1029,10 +1053,12 @@ Test(wire, largest_data_envelope_fits_a_secure_record)
     static uint8_t payload[WIRE_MAX_PAYLOAD];
     Punchline__Data d = PUNCHLINE__DATA__INIT;
     d.session_id = UINT64_MAX;
-    d.seq = UINT32_MAX;
+    d.pn = UINT64_MAX;
+    d.offset = WIRE_MAX_STREAM_OFFSET;
     d.payload.data = payload;
     d.payload.len = sizeof(payload);
-    d.end_of_message = true;
+    d.fin = true;
+    d.ack_now = true;
     Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
     env.body_case = PUNCHLINE__ENVELOPE__BODY_DATA;
     env.data = &d;
