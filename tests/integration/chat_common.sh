@@ -132,6 +132,30 @@ chat_start_rendezvous() {
     return 2
 }
 
+# chat_start_rendezvous_any_port IP: start punchline-rendezvous (role
+# "rendezvous") on IP and a random free port in 20000-60000, trying another
+# port when it cannot bind (up to 8 attempts; failed attempts' logs are kept
+# as rendezvous-attemptN.err). Sets CHAT_RZ_PORT; returns 1 if none worked.
+chat_start_rendezvous_any_port() {
+    local ip=$1 attempt p rc
+    CHAT_RZ_PORT=""
+    for attempt in 1 2 3 4 5 6 7 8; do
+        p=$(shuf -i 20000-60000 -n 1)
+        if _chat_ss - "$p"; then continue; fi
+        rc=0
+        chat_start_rendezvous - "$ip" "$p" || rc=$?
+        if [ "$rc" -eq 0 ]; then
+            CHAT_RZ_PORT=$p
+            return 0
+        fi
+        chat_log "rendezvous on port $p failed (attempt $attempt, rc=$rc), retrying"
+        chat_stop rendezvous || true
+        mv "$CHAT_WORK/rendezvous.err" "$CHAT_WORK/rendezvous-attempt$attempt.err"
+        unset 'CHAT_RC[rendezvous]'
+    done
+    return 1
+}
+
 # chat_start_chat WHERE ROLE ARGS...: start punchline-chat with its stdin on a
 # FIFO whose write end we keep open in CHAT_FD[ROLE].
 chat_start_chat() {

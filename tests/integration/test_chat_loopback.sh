@@ -29,25 +29,11 @@ done
 
 # A free port: random in 20000-60000, not in use, and the rendezvous must
 # actually bind it (it exits non-zero when it cannot; then try another).
-port=""
-for attempt in 1 2 3 4 5 6 7 8; do
-    p=$(shuf -i 20000-60000 -n 1)
-    if _chat_ss - "$p"; then continue; fi
-    rc=0
-    chat_start_rendezvous - 127.0.0.1 "$p" || rc=$?
-    if [ "$rc" -eq 0 ]; then
-        port=$p
-        break
-    fi
-    chat_log "rendezvous on port $p failed (attempt $attempt, rc=$rc), retrying"
-    chat_stop rendezvous || true
-    mv "$CHAT_WORK/rendezvous.err" "$CHAT_WORK/rendezvous-attempt$attempt.err"
-    unset 'CHAT_RC[rendezvous]'
-done
-if [ -z "$port" ]; then
+if ! chat_start_rendezvous_any_port 127.0.0.1; then
     chat_fail "could not start punchline-rendezvous on 127.0.0.1"
     exit 1
 fi
+port=$CHAT_RZ_PORT
 chat_pass "rendezvous listening on 127.0.0.1:$port"
 server="127.0.0.1:$port"
 
