@@ -13,7 +13,7 @@
 #include "share.h"
 
 /* DATA payload per message: 32 KiB amortizes the per-message costs while
- * a queue of 1 MiB still holds 32 of them. */
+ * the default send queue (4 MiB) holds over a hundred of them. */
 #define CHUNK 32768
 
 typedef enum { S_IDLE, S_OFFERED, S_HASHING, S_SENDING, S_WAIT_VERDICT } sstate;
