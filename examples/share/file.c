@@ -28,6 +28,8 @@
 
 struct sf_reader {
     int fd;
+    const char *path;          /* for messages (the caller's string) */
+    struct stat st;            /* at open, for sf_reader_changed() */
     uint64_t size;
     uint64_t pos;              /* bytes read and hashed */
     uint64_t target;           /* sf_reader_step() hashes up to here */
@@ -110,6 +112,8 @@ int sf_reader_open(sf_reader **out, const char *path, char *err, size_t errcap)
         goto fail;
     }
     r->fd = fd;
+    r->path = path;
+    r->st = st;
     r->size = (uint64_t)st.st_size;
     r->buf = buf;
     mbedtls_sha256_init(&r->sha);
@@ -178,6 +182,21 @@ int sf_reader_read(sf_reader *r, uint8_t *buf, size_t n, char *err, size_t errca
     sha_update(&r->sha, buf, n);
     r->pos += n;
     return 0;
+}
+
+bool sf_reader_changed(const sf_reader *r, char *err, size_t errcap)
+{
+    struct stat st;
+    if (fstat(r->fd, &st) != 0) {
+        snprintf(err, errcap, "%s: %s", r->path, strerror(errno));
+        return true;
+    }
+    if (st.st_size != r->st.st_size || st.st_mtim.tv_sec != r->st.st_mtim.tv_sec ||
+        st.st_mtim.tv_nsec != r->st.st_mtim.tv_nsec) {
+        snprintf(err, errcap, "%s changed while it was being sent: send it again", r->path);
+        return true;
+    }
+    return false;
 }
 
 /* ---- receiver ---------------------------------------------------------- */

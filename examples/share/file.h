@@ -46,6 +46,9 @@ uint64_t sf_reader_pos(const sf_reader *r);
 /* Read exactly n bytes at the current position into buf and add them to
  * the hash.  0, or -1 (read error, or the file shrank) with err. */
 int sf_reader_read(sf_reader *r, uint8_t *buf, size_t n, char *err, size_t errcap);
+/* Has the file changed since it was opened (size or modification time)?
+ * true with a message in err. */
+bool sf_reader_changed(const sf_reader *r, char *err, size_t errcap);
 
 /* ---- receiver ---- */
 

@@ -148,7 +148,7 @@ static void ctl_flush(share *sh)
 
 void share_ctl(share *sh, const uint8_t *msg, size_t len)
 {
-    if (!sh->conn || sh->shutdown_wanted)
+    if (!sh->conn || sh->concluded) /* what was queued before still goes */
         return;
     if (sh->ctl_n == SHARE_CTL_QUEUE || len == 0 || len > SM_MAX_CONTROL) {
         share_log(sh, "punchline-share: internal error: control queue");

@@ -102,11 +102,17 @@ static void pump(share *sh)
 {
     sender *s = sh->state;
     char err[512];
-    while (s->state == S_SENDING && sh->conn && share_ctl_idle(sh)) {
+    while (s->state == S_SENDING && sh->conn && !sh->concluded && share_ctl_idle(sh)) {
         if (!s->msg_len) {
             uint64_t pos = sf_reader_pos(s->file);
             if (pos == s->size) {
                 uint8_t m[SM_MAX_CONTROL];
+                /* what we read is what we hashed, so a file changed in place
+                 * would still "match": refuse to vouch for it */
+                if (sf_reader_changed(s->file, err, sizeof(err))) {
+                    share_fail(sh, SM_R_IO, "%s", err);
+                    return;
+                }
                 sf_reader_digest_so_far(s->file, s->digest);
                 s->state = S_WAIT_VERDICT;
                 share_ctl(sh, m, sm_encode_done(m, sizeof(m), s->digest));

@@ -12,6 +12,7 @@
 #   share_start_recv ID WHERE RZ OUTDIR [ARGS...]   # and wait for "registered"
 #   share_start_send ID WHERE RZ FILE [ARGS...]
 #   share_wait ID SECONDS                           # both exited (CHAT_RC)
+#   share_wait_failed ID SECONDS                    # both exited 1, no final line
 #   share_check_ok ID FILE OUTDIR PATH_RE           # exit 0, lines, hashes
 #   share_transfer ID SEND_WHERE RECV_WHERE RZ FILE OUTDIR PATH_RE [SEND_ARGS...]
 #       all of the above for one transfer (SHARE_RECV_ARGS: more recv options)
@@ -60,6 +61,22 @@ share_wait() {
     chat_wait_exit "$1-send" "$2" || ok=1
     chat_wait_exit "$1-recv" 10 || ok=1
     return "$ok"
+}
+
+# share_wait_failed ID SECONDS: both sides exit 1 within SECONDS and print
+# no final line; chat_fail (and 1) otherwise.
+share_wait_failed() {
+    local id=$1
+    if ! share_wait "$id" "$2"; then
+        chat_fail "$id: still running after ${2}s"
+    elif [ "${CHAT_RC[$id-send]}" != 1 ] || [ "${CHAT_RC[$id-recv]}" != 1 ]; then
+        chat_fail "$id: exit status send=${CHAT_RC[$id-send]} recv=${CHAT_RC[$id-recv]} (want 1, 1)"
+    elif [ -s "$CHAT_WORK/$id-send.out" ] || [ -s "$CHAT_WORK/$id-recv.out" ]; then
+        chat_fail "$id: a final line on stdout although the transfer failed"
+    else
+        return 0
+    fi
+    return 1
 }
 
 # share_final ROLE WORD NAME PATH_RE: ROLE's stdout is exactly one line

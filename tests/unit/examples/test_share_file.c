@@ -161,6 +161,25 @@ Test(file, reader_file_shrinks)
     sf_reader_free(r);
 }
 
+/* A file written to while it is sent is noticed (its hash would "match"
+ * whatever mix of old and new bytes was read). */
+Test(file, reader_changed)
+{
+    put("f", "0123456789", 10);
+    sf_reader *r;
+    cr_assert_eq(sf_reader_open(&r, path("f"), err, sizeof(err)), 0);
+    cr_assert(!sf_reader_changed(r, err, sizeof(err)));
+    struct timespec ts[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+    cr_assert_eq(utimensat(AT_FDCWD, path("f"), ts, 0), 0);
+    cr_assert(sf_reader_changed(r, err, sizeof(err)));
+    cr_assert(strstr(err, "changed while it was being sent"), "%s", err);
+    sf_reader_free(r);
+    cr_assert_eq(sf_reader_open(&r, path("f"), err, sizeof(err)), 0);
+    put("f", "01234567890", 11); /* same second, other size */
+    cr_assert(sf_reader_changed(r, err, sizeof(err)));
+    sf_reader_free(r);
+}
+
 /* ---- receiver ----------------------------------------------------------- */
 
 static sf_writer *wopen(const char *name, uint64_t size, bool force, int want_reason)
