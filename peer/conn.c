@@ -503,7 +503,23 @@ void conn_data_input(pl_conn *c, const Punchline__Envelope *env, int path, const
             activate(c, path);
     }
     sec_check(c);
-    conn_pump(c);
+    /* Bulk data: run the cores once per loop iteration, after every
+     * datagram or frame that arrived in it, not once per record (acks and
+     * new packets then go out in one batch). */
+    if (c->state == CONN_OPEN && c->peer_id[0])
+        conn_pump_soon(c);
+    else
+        conn_pump(c);
+}
+
+void conn_pump_soon(pl_conn *c)
+{
+    if (c->state == CONN_CLOSED || c->pump_soon)
+        return;
+    c->pump_soon = true;
+    ev_timer_stop(c->peer->loop, &c->timer);
+    ev_timer_set(&c->timer, 0., 0.);
+    ev_timer_start(c->peer->loop, &c->timer);
 }
 
 void conn_udp_input(pl_conn *c, const Punchline__Envelope *env, const netaddr *from)
@@ -622,6 +638,7 @@ void conn_pump(pl_conn *c)
     netaddr to;
     size_t n;
 
+    c->pump_soon = false;
     if (c->state == CONN_CLOSED)
         return;
     if (c->state < CONN_PUNCHING) {
@@ -673,9 +690,11 @@ void conn_pump(pl_conn *c)
         }
         /* On a TCP path the socket is the window: stop while it holds a
          * backlog; its drain callback pumps again. */
+        peer_udp_batch_begin(p);
         while (!(backlogged = path_backlog(c) >= TCP_BACKLOG_MAX) &&
                (n = stream_poll_transmit(&c->str, now_us, buf, sizeof(buf))) > 0)
             send_sealed(c, buf, n);
+        peer_udp_batch_end(p);
         if (c->str.failed) {
             conn_finish(c, PL_ERR_PROTOCOL, c->str.fail_reason);
             return;

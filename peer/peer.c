@@ -32,16 +32,6 @@ uint32_t peer_keepalive_ms(const pl_peer *p)
     return ka;
 }
 
-void peer_udp_send(pl_peer *p, const netaddr *to, const uint8_t *buf, size_t len)
-{
-    ssize_t n = sendto(p->udp_fd, buf, len, 0, &to->u.sa, to->len);
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-        char as[NETADDR_STRLEN];
-        netaddr_format(to, as, sizeof(as));
-        plog(&p->log, PL_LOG_DEBUG, "sendto %s: %s", as, strerror(errno));
-    }
-}
-
 pl_conn *peer_find_session(pl_peer *p, uint64_t session_id)
 {
     for (pl_conn *c = p->conns; c; c = c->next)
@@ -311,6 +301,7 @@ PL_API void pl_peer_free(pl_peer *p)
         ev_io_stop(p->loop, &p->udp_w);
         close(p->udp_fd);
     }
+    peer_udp_batch_free(p);
     free(p->server_str);
     free(p->name);
     free(p->bind_str);

@@ -102,11 +102,24 @@ struct pl_conn {
     bool str_blocked;         /* stream_send said AGAIN: report on_writable */
     bool paused;              /* pl_conn_pause(): delivery stopped */
     bool deliver_pending;     /* resumed: deliver from the next pump */
+    bool pump_soon;           /* conn_pump_soon() armed the timer at 0 */
     int close_status;
     bool in_callback;         /* defer destruction while the app runs */
     ev_timer timer;
     ev_idle reaper;           /* delivers on_closed from the loop */
 };
+
+/* udp_out.c: datagrams queued for one UDP_SEGMENT sendmsg() */
+typedef struct udp_batch {
+    int depth;                /* peer_udp_batch_begin() nesting; 0 = send at once */
+    bool gso_off;             /* the kernel refused UDP_SEGMENT: never again */
+    bool short_tail;          /* the last datagram is shorter: the batch is closed */
+    netaddr to;
+    uint16_t seg;             /* size of every datagram but the last */
+    unsigned n;
+    size_t len;
+    uint8_t *buf;             /* BATCH_MAX_BYTES, allocated on first use */
+} udp_batch;
 
 struct pl_peer {
     struct ev_loop *loop;
@@ -127,6 +140,7 @@ struct pl_peer {
     pl_peer_config cfg;       /* strings point at the copies above */
     netaddr server;
     int udp_fd;
+    udp_batch ub;
     ev_io udp_w;
     uint16_t udp_port;
     /* TCP: the control connection, the listener and every punching attempt
@@ -164,6 +178,11 @@ struct pl_peer {
 
 /* peer.c */
 void peer_udp_send(pl_peer *p, const netaddr *to, const uint8_t *buf, size_t len);
+/* Between these, peer_udp_send() may hold datagrams back to send them in
+ * one segmentation-offload batch; the end sends what is held (udp_out.c). */
+void peer_udp_batch_begin(pl_peer *p);
+void peer_udp_batch_end(pl_peer *p);
+void peer_udp_batch_free(pl_peer *p);
 uint64_t peer_now(const pl_peer *p);
 /* The same clock in microseconds (the stream core's unit). */
 uint64_t peer_now_us(const pl_peer *p);
@@ -231,6 +250,8 @@ void conn_candidates(pl_conn *c, const Punchline__Candidates *m);
 void conn_punch_start(pl_conn *c, const Punchline__PunchStart *m);
 /* Run the cores now: state changes, transmissions, re-arm the timer. */
 void conn_pump(pl_conn *c);
+/* conn_pump() from the loop's next iteration (once, however often called). */
+void conn_pump_soon(pl_conn *c);
 void conn_udp_input(pl_conn *c, const Punchline__Envelope *env, const netaddr *from);
 /* Fail or close: on_closed(status) runs from the loop soon. */
 void conn_finish(pl_conn *c, int status, const char *why);
