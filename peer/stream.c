@@ -355,19 +355,25 @@ static bool take_bytes(stream *s, const Punchline__Data *d)
         return false;
     s->st.bytes_received += end - lo;
     if (lo > s->rcv_next) {
+        size_t n = s->rcv_ooo.n;
+        bool extends = n && s->rcv_ooo.r[n - 1].hi == lo;
         if (ranges_add(&s->rcv_ooo, lo, end) != 0)
             return false;
-        s->ack_now = true; /* a hole: tell the sender at once */
+        if (!extends)
+            s->ack_now = true; /* a new hole: tell the sender at once (not for
+                                  every packet that arrives above it) */
         return true;
     }
     s->rcv_next = end;
+    bool repaired = false;
     while (s->rcv_ooo.n && s->rcv_ooo.r[0].lo <= s->rcv_next) {
         if (s->rcv_ooo.r[0].hi > s->rcv_next)
             s->rcv_next = s->rcv_ooo.r[0].hi;
         ranges_drop_below(&s->rcv_ooo, s->rcv_next);
+        repaired = true;
     }
-    if (s->rcv_ooo.n)
-        s->ack_now = true; /* a hole remains */
+    if (repaired)
+        s->ack_now = true; /* a hole filled: the sender can move on at once */
     return true;
 }
 

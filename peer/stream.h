@@ -45,7 +45,7 @@
 #define STREAM_DEFAULT_BUFFER (4u * 1024 * 1024)
 #define STREAM_MAX_BUFFER (256u * 1024 * 1024)
 #define STREAM_MAX_PACKETS 65536u          /* packet records in flight */
-#define STREAM_ACK_EVERY 2                 /* ack at least every 2nd packet (RFC 9000 s13.2.2) */
+#define STREAM_ACK_EVERY 8                 /* ack at least every 8th packet (see PROTOCOL.md 6.3) */
 #define STREAM_MAX_ACK_DELAY_US 5000u      /* otherwise within this */
 #define STREAM_PACKET_OVERHEAD 100u        /* bytes a packet costs beyond its payload (cc) */
 
