@@ -59,11 +59,11 @@ bench_wait_grep() {
     return 1
 }
 
-# bench_lab_rendezvous: punchline-rendezvous in the NAT lab's internet
-# (203.0.113.1:7350, tests/natlab/lib.sh), stderr in $work/rz.err, pid in
-# rz_pid; exits the script if it does not start.
+# bench_lab_rendezvous [ARGS...]: punchline-rendezvous (with ARGS) in the
+# NAT lab's internet (203.0.113.1:7350, tests/natlab/lib.sh), stderr in
+# $work/rz.err, pid in rz_pid; exits the script if it does not start.
 bench_lab_rendezvous() {
-    natlab_exec inet "$bindir/punchline-rendezvous" --listen 203.0.113.1:7350 2>"$work/rz.err" &
+    natlab_exec inet "$bindir/punchline-rendezvous" --listen 203.0.113.1:7350 "$@" 2>"$work/rz.err" &
     rz_pid=$!
     bench_wait_grep "$work/rz.err" listening 50 ||
         { echo "rendezvous did not start:" >&2; cat "$work/rz.err" >&2; exit 1; }
