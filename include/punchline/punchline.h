@@ -130,8 +130,9 @@ typedef struct pl_conn_callbacks {
 
 /* Counters of one connection's stream (pl_conn_get_stats()). */
 typedef struct pl_conn_stats {
-    uint64_t bytes_sent;          /* message bytes the peer acknowledged */
-    uint64_t bytes_received;      /* message bytes delivered to on_message */
+    uint64_t bytes_sent;          /* stream bytes the peer acknowledged (each message
+                                     counts its length + 4, PROTOCOL.md 6.1) */
+    uint64_t bytes_received;      /* stream bytes delivered to on_message (likewise) */
     uint64_t packets_sent;        /* stream packets, retransmissions included */
     uint64_t packets_lost;        /* declared lost (UDP paths) */
     uint64_t packets_retransmitted;
