@@ -24,6 +24,7 @@
 
 #define LINGER_S 10.0              /* wait for the peer's close after the outcome */
 #define TICK_S 0.25                /* progress bar redraw */
+#define ABORT_S 1.0                /* wait for an aborted connection's close */
 
 static void usage_send(FILE *f)
 {
@@ -148,7 +149,7 @@ static void ctl_flush(share *sh)
 
 void share_ctl(share *sh, const uint8_t *msg, size_t len)
 {
-    if (!sh->conn || sh->concluded) /* what was queued before still goes */
+    if (!share_active(sh)) /* what was queued before still goes */
         return;
     if (sh->ctl_n == SHARE_CTL_QUEUE || len == 0 || len > SM_MAX_CONTROL) {
         share_log(sh, "punchline-share: internal error: control queue");
@@ -165,6 +166,11 @@ bool share_ctl_idle(const share *sh)
     return sh->ctl_n == 0;
 }
 
+bool share_active(const share *sh)
+{
+    return sh->conn && !sh->concluded && !sh->aborting;
+}
+
 static void work_cb(struct ev_loop *loop, ev_idle *w, int revents)
 {
     share *sh = w->data;
@@ -172,7 +178,7 @@ static void work_cb(struct ev_loop *loop, ev_idle *w, int revents)
     if (rc == 0)
         return;
     ev_idle_stop(loop, w);
-    if (rc > 0 && !sh->concluded)
+    if (rc > 0 && share_active(sh))
         sh->work_done(sh);
 }
 
@@ -185,10 +191,35 @@ void share_background(share *sh, int (*step)(share *sh), void (*done)(share *sh)
     ev_idle_start(sh->loop, &sh->work_w);
 }
 
-static void linger_cb(struct ev_loop *loop, ev_timer *w, int revents)
+static void abort_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     share *sh = w->data;
     share_exit(sh, sh->exit_code);
+}
+
+/* Abort the connection and exit with code: pl_conn_close() tells the peer
+ * (pl_peer_free() alone would leave it to find out by its path timeout), and
+ * the loop runs on until its on_closed, at most ABORT_S, so that the notice
+ * is really sent. */
+static void share_abort(share *sh, int code)
+{
+    sh->exit_code = code;
+    if (!sh->conn || sh->aborting) {
+        share_exit(sh, code);
+        return;
+    }
+    sh->aborting = true;
+    pl_conn_close(sh->conn);
+    ev_timer_stop(sh->loop, &sh->linger_w);
+    ev_timer_init(&sh->linger_w, abort_cb, ABORT_S, 0.);
+    sh->linger_w.data = sh;
+    ev_timer_start(sh->loop, &sh->linger_w);
+}
+
+static void linger_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    share *sh = w->data;
+    share_abort(sh, sh->exit_code); /* the peer never finished its side */
 }
 
 void share_conclude(share *sh, int code)
@@ -252,7 +283,7 @@ static void on_path_changed(pl_conn *c, const pl_path_info *path, void *user)
 static void on_message(pl_conn *c, const uint8_t *data, size_t len, void *user)
 {
     share *sh = user;
-    if (!sh->concluded) /* after the outcome, whatever still arrives is moot */
+    if (share_active(sh)) /* after the outcome, whatever still arrives is moot */
         sh->role->message(sh, data, len);
 }
 
@@ -260,14 +291,14 @@ static void on_writable(pl_conn *c, void *user)
 {
     share *sh = user;
     ctl_flush(sh);
-    if (sh->conn && share_ctl_idle(sh) && !sh->concluded)
+    if (share_active(sh) && share_ctl_idle(sh))
         sh->role->writable(sh);
 }
 
 static void on_peer_finished(pl_conn *c, void *user)
 {
     share *sh = user;
-    if (!sh->concluded)
+    if (share_active(sh))
         sh->role->peer_finished(sh);
 }
 
@@ -277,7 +308,7 @@ static void on_closed(pl_conn *c, int st, void *user)
     sh->conn = NULL;
     if (sh->stopping) /* pl_peer_free() after the loop: the outcome is said */
         return;
-    if (sh->concluded) {
+    if (sh->concluded || sh->aborting) {
         share_exit(sh, sh->exit_code);
         return;
     }
@@ -355,9 +386,9 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     share *sh = w->data;
     pg_end(&sh->pg);
     share_log(sh, "punchline-share: signal %d, closing", w->signum);
-    if (!sh->concluded)
+    if (!sh->concluded && !sh->aborting)
         sh->role->interrupted(sh);
-    share_exit(sh, 130);
+    share_abort(sh, 130);
 }
 
 /* ---- options ----------------------------------------------------------- */

@@ -102,7 +102,7 @@ static void pump(share *sh)
 {
     sender *s = sh->state;
     char err[512];
-    while (s->state == S_SENDING && sh->conn && !sh->concluded && share_ctl_idle(sh)) {
+    while (s->state == S_SENDING && share_active(sh) && share_ctl_idle(sh)) {
         if (!s->msg_len) {
             uint64_t pos = sf_reader_pos(s->file);
             if (pos == s->size) {

@@ -52,7 +52,8 @@ struct share {
     /* run state */
     bool connected;
     bool concluded;            /* the outcome is known; waiting for the close */
-    bool stopping;             /* the loop has ended */
+    bool stopping;             /* the loop has ended: on_closed is moot */
+    bool aborting;             /* pl_conn_close() called, exiting on its on_closed */
     int exit_code;
     uint8_t ctl[SHARE_CTL_QUEUE][SM_MAX_CONTROL];
     size_t ctl_len[SHARE_CTL_QUEUE];
@@ -78,6 +79,8 @@ int recv_prepare(share *sh);
  * it: a role sends DATA only when share_ctl_idle(). */
 void share_ctl(share *sh, const uint8_t *msg, size_t len);
 bool share_ctl_idle(const share *sh);
+/* The connection is there and the outcome still open: the role may act. */
+bool share_active(const share *sh);
 /* The outcome is known (final line printed or failure said): finish our
  * side of the connection and exit with code once the peer finished too (or
  * after a grace period). */

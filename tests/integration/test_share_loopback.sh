@@ -13,6 +13,8 @@
 #    knob) is killed with SIGKILL mid-way; the receiver exits 1 keeping the
 #    part file; the same transfer again resumes at that offset (both sides
 #    say "resume ... offset=N", N > 0) and ends with the right hash;
+#  - SIGTERM of the receiver mid-way: it exits 130 keeping the part file,
+#    and the sender learns at once (exit 1);
 #  - a part file that is not a prefix of the file is detected ("starting
 #    over") and the transfer still ends right;
 #  - a source file touched while it is sent: the sender refuses to vouch
@@ -138,6 +140,30 @@ PUNCHLINE_SHARE_TEST_RATE=2000000 share_interrupt cut - - "$rz" "$src/data.bin" 
 if [ -s "$out/.data.bin.punchline-part" ]; then
     share_transfer resume - - "$rz" "$src/data.bin" "$out" 'direct-udp|direct-tcp|relay-udp' &&
         share_check_resumed resume || true
+fi
+
+chat_log "--- SIGTERM of the receiver mid-way"
+out="$CHAT_WORK/out-term"
+mkdir -p "$out"
+if share_start_recv term - "$rz" "$out"; then
+    PUNCHLINE_SHARE_TEST_RATE=4000000 share_start_send term - "$rz" "$src/data.bin"
+    deadline=$((SECONDS + 30))
+    while [ "$(share_part_size "$out" data.bin)" -lt $((size / 4)) ] && [ "$SECONDS" -lt "$deadline" ]; do
+        sleep 0.05
+    done
+    pkill -TERM -P "${CHAT_PID[term-recv]}" punchline-share || true
+    # the sender is told at once (pl_conn_close), not after a path timeout
+    if ! share_wait term 5; then
+        chat_fail "term: sender still running 5 s after the receiver was stopped"
+    elif [ "${CHAT_RC[term-recv]}" != 130 ] || [ "${CHAT_RC[term-send]}" != 1 ]; then
+        chat_fail "term: exit status recv=${CHAT_RC[term-recv]} send=${CHAT_RC[term-send]} (want 130, 1)"
+    elif ! grep -q 'bytes kept in .*/.data.bin.punchline-part' "$CHAT_WORK/term-recv.err"; then
+        chat_fail "term: the receiver did not say what it kept"
+    else
+        chat_pass "term: receiver exits 130 keeping $(share_part_size "$out" data.bin) bytes; sender: $(grep -m1 'failed' "$CHAT_WORK/term-send.err")"
+    fi
+else
+    chat_fail "term: receiver did not register"
 fi
 
 chat_log "--- a part file that is not a prefix of the file"
