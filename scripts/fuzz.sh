@@ -3,7 +3,7 @@
 #
 #   scripts/fuzz.sh [--minutes N | --runs N] [--merge] [TARGET...]
 #   scripts/fuzz.sh --build-only
-#   scripts/fuzz.sh --seeds          regenerate tests/fuzz/corpus (gcc build)
+#   scripts/fuzz.sh --seeds          rewrite the generated seeds in tests/fuzz/corpus (gcc build)
 #   scripts/fuzz.sh --list
 #
 # Fuzzes each TARGET (default: all) in turn, one process at a time, for N
@@ -33,7 +33,7 @@ work=${PL_FUZZ_DIR:-$root/build-fuzz}
 jobs=${PL_FUZZ_JOBS:-2}
 nicelvl=${PL_FUZZ_NICE:-10}
 targets_all=(frame udp_demux envelope_tcp envelope_udp envelope_inner stun relay_header names
-    peer_id token chat_text)
+    peer_id token chat_text share_msg)
 
 minutes=5 runs= merge=0 mode=fuzz targets=()
 while [ $# -gt 0 ]; do
@@ -59,11 +59,9 @@ if [ "$mode" = seeds ]; then
     b=$work/seeds-build
     cmake -S . -B "$b" -DPUNCHLINE_EXAMPLES=OFF -DPUNCHLINE_BENCH=OFF >/dev/null
     cmake --build "$b" -j"$jobs" --target fuzz-gen-corpus
-    rm -rf tests/fuzz/corpus.new
-    "$b/bin/fuzz-gen-corpus" tests/fuzz/corpus.new
-    rm -rf tests/fuzz/corpus
-    mv tests/fuzz/corpus.new tests/fuzz/corpus
-    echo "fuzz.sh: tests/fuzz/corpus regenerated ($(find tests/fuzz/corpus -type f | wc -l) files)"
+    # overwrites the generated files, keeps the others (regression inputs)
+    "$b/bin/fuzz-gen-corpus" tests/fuzz/corpus
+    echo "fuzz.sh: seeds rewritten in tests/fuzz/corpus ($(find tests/fuzz/corpus -type f | wc -l) files); git status shows what changed"
     exit 0
 fi
 

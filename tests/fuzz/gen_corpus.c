@@ -19,6 +19,7 @@
 #include "frame.h"
 #include "fuzz.h"
 #include "identity.h"
+#include "msg.h"
 #include "secure.h"
 #include "stun.h"
 #include "token.h"
@@ -585,6 +586,70 @@ static void chat_text(void)
     put("chat_text", "nul_tab_del", "a\0b\tc\x7f", 6);
 }
 
+/* punchline-share messages: each type, then bounds and bad names */
+static void share(void)
+{
+    uint8_t b[1024], hash[SM_HASH_LEN];
+    memset(hash, 0xab, sizeof(hash));
+    size_t n = sm_encode_offer(b, sizeof(b), 123456789, "report.pdf", 10);
+    put("share_msg", "offer", b, n);
+    b[1] = SM_VERSION + 1;
+    put("share_msg", "offer_next_version", b, n);
+    put("share_msg", "offer_trailing_byte", b, n + 1);
+    put("share_msg", "offer_cut", b, n - 1);
+    static const struct {
+        const char *file, *name;
+    } names[] = {{"name_dot", "."},
+                 {"name_dotdot", ".."},
+                 {"name_slash", "a/b"},
+                 {"name_backslash", "a\\b"},
+                 {"name_bidi", "cod\xe2\x80\xaetxt.exe"},
+                 {"name_c1", "a\xc2\x9b"},
+                 {"name_overlong_slash", "a\xc0\xaf"},
+                 {"name_surrogate", "\xed\xa0\x80"},
+                 {"name_above_10ffff", "\xf4\x90\x80\x80"},
+                 {"name_part_suffix", "x" SM_PART_SUFFIX},
+                 {"name_utf8_ok", "r\xc3\xa9sum\xc3\xa9 \xf0\x9f\x93\x84.txt"}};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        n = sm_encode_offer(b, sizeof(b), 1, names[i].name, strlen(names[i].name));
+        put("share_msg", names[i].file, b, n);
+    }
+    char longname[SM_MAX_NAME + 1];
+    memset(longname, 'n', sizeof(longname));
+    n = sm_encode_offer(b, sizeof(b), 0, longname, SM_MAX_NAME);
+    put("share_msg", "offer_name_200", b, n);
+    b[11] = SM_MAX_NAME + 1; /* name_len 201, one more byte */
+    b[n] = 'n';
+    put("share_msg", "offer_name_201", b, n + 1);
+    n = sm_encode_offer(b, sizeof(b), 0, "a", 1);
+    memset(b + 2, 0xff, 8); /* size above INT64_MAX */
+    put("share_msg", "offer_size_huge", b, n);
+    put("share_msg", "accept", b, sm_encode_accept(b, sizeof(b), 1u << 20, hash));
+    put("share_msg", "error", b, sm_encode_error(b, sizeof(b), SM_R_EXISTS, "exists\x1b[2J"));
+    char text[SM_MAX_TEXT + 1];
+    memset(text, 't', SM_MAX_TEXT);
+    text[SM_MAX_TEXT] = 0;
+    n = sm_encode_error(b, sizeof(b), 200, text);
+    put("share_msg", "error_text_200_unknown_reason", b, n);
+    b[3] = SM_MAX_TEXT + 1;
+    b[n] = 't';
+    put("share_msg", "error_text_201", b, n + 1);
+    put("share_msg", "start", b, sm_encode_start(b, sizeof(b), 4096));
+    b[0] = SM_DATA;
+    memset(b + 1, 0x5a, 100);
+    put("share_msg", "data", b, 101);
+    put("share_msg", "data_empty", b, 1);
+    put("share_msg", "done", b, sm_encode_done(b, sizeof(b), hash));
+    n = sm_encode_verdict(b, sizeof(b), true, hash);
+    put("share_msg", "verdict", b, n);
+    b[1] = 2;
+    put("share_msg", "verdict_ok_2", b, n);
+    b[0] = 0;
+    put("share_msg", "type_0", b, 1);
+    b[0] = SM_VERDICT + 1;
+    put("share_msg", "type_8", b, 1);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -604,5 +669,6 @@ int main(int argc, char **argv)
     peer_ids();
     tokens();
     chat_text();
+    share();
     return 0;
 }
