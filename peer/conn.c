@@ -173,6 +173,12 @@ static void send_close(pl_conn *c, const char *reason)
     int n = wire_encode_udp(&env, buf, sizeof(buf));
     if (n > 0)
         send_sealed(c, buf, (size_t)n);
+    /* the connection may be freed before the loop runs again
+     * (pl_peer_free): hand the Close to the TCP socket now */
+    if (c->active == PL_PATH_DIRECT_TCP)
+        conn_tcp_flush(c);
+    else if (c->active == PL_PATH_RELAY_TCP)
+        conn_relay_flush(c);
 }
 
 void conn_finish(pl_conn *c, int status, const char *why)
@@ -577,12 +583,31 @@ static void choose_path(pl_conn *c)
     bool controlling = c->pu.cfg.controlling;
     int want = pathsel_choose(&v, c->active, controlling, c->first_nominated);
     if (want != PL_PATH_NONE) {
+        c->nopath_since = 0;
         if (want != c->active)
             activate(c, want);
         return;
     }
-    if (!pathsel_all_over(&v))
-        return; /* still trying */
+    if (!pathsel_all_over(&v)) {
+        /* Still trying -- but a connection that had a path and has had
+         * none for a whole path timeout is dead, even if some attempt is
+         * still pending (a relay-tcp attachment waiting for a peer that
+         * vanished, a new punching round towards its old addresses). */
+        uint64_t now = peer_now(c->peer);
+        if (c->active == PL_PATH_NONE || c->state != CONN_OPEN)
+            return;
+        if (!c->nopath_since) {
+            c->nopath_since = now;
+            return;
+        }
+        if (now - c->nopath_since < c->peer->cfg.path_timeout_ms)
+            return;
+        char dead[96];
+        snprintf(dead, sizeof(dead), "no path to the peer for %u s",
+                 (unsigned)((now - c->nopath_since) / 1000));
+        conn_finish(c, PL_ERR_PATH_DEAD, dead);
+        return;
+    }
     char why[400];
     if (c->active == PL_PATH_NONE) {
         fail_reason(c, why, sizeof(why));
@@ -737,6 +762,8 @@ void conn_pump(pl_conn *c)
         d = r;
     if (c->state == CONN_LINGER && c->deadline_ms < d)
         d = c->deadline_ms;
+    if (c->nopath_since && c->nopath_since + p->cfg.path_timeout_ms < d)
+        d = c->nopath_since + p->cfg.path_timeout_ms;
     /* the stream keeps time in microseconds (pacing, delayed acks) */
     uint64_t su = sealed && !backlogged ? stream_next_deadline(&c->str) : UINT64_MAX;
     if (d == UINT64_MAX && su == UINT64_MAX) {

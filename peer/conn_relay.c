@@ -194,6 +194,12 @@ static void rlink_drain_cb(tcp_link *l, void *user)
         conn_pump(c);
 }
 
+void conn_relay_flush(pl_conn *c)
+{
+    if (c->rt_state == RT_UP)
+        tcp_link_flush_now(c->rlink);
+}
+
 size_t conn_relay_backlog(const pl_conn *c)
 {
     return c->rt_state == RT_UP ? tcp_link_backlog(c->rlink) : 0;

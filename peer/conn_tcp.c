@@ -233,6 +233,13 @@ void conn_tcp_send(pl_conn *c, const uint8_t *dgram, size_t len)
         drop_stream(c, s);
 }
 
+void conn_tcp_flush(pl_conn *c)
+{
+    int s = tcpp_selected(&c->tp);
+    if (s >= 0)
+        tcp_link_flush_now(c->streams[s]);
+}
+
 size_t conn_tcp_backlog(const pl_conn *c)
 {
     int s = tcpp_selected(&c->tp);

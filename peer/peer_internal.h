@@ -103,6 +103,7 @@ struct pl_conn {
     bool paused;              /* pl_conn_pause(): delivery stopped */
     bool deliver_pending;     /* resumed: deliver from the next pump */
     bool pump_soon;           /* conn_pump_soon() armed the timer at 0 */
+    uint64_t nopath_since;    /* connected, but no path up since (0 = a path is up) */
     int close_status;
     bool in_callback;         /* defer destruction while the app runs */
     ev_timer timer;
@@ -222,6 +223,8 @@ void conn_tcp_send(pl_conn *c, const uint8_t *dgram, size_t len);
 const netaddr *conn_tcp_remote(const pl_conn *c);
 /* Bytes the selected TCP stream has queued and not yet written. */
 size_t conn_tcp_backlog(const pl_conn *c);
+/* Write what the selected stream has queued now (a Close before freeing). */
+void conn_tcp_flush(pl_conn *c);
 
 /* conn_relay.c: the relay paths of one conn */
 void conn_relay_start(pl_conn *c, uint64_t now);
@@ -234,6 +237,7 @@ void conn_relay_udp_input(pl_conn *c, const Punchline__Envelope *env, const neta
 void conn_relay_send(pl_conn *c, int path, const uint8_t *dgram, size_t len);
 /* Bytes the relay-tcp connection has queued and not yet written. */
 size_t conn_relay_backlog(const pl_conn *c);
+void conn_relay_flush(pl_conn *c);
 bool conn_relay_up(const pl_conn *c, int path);
 bool conn_relay_over(const pl_conn *c, int path);
 

@@ -250,3 +250,9 @@ size_t tcp_link_backlog(const tcp_link *l)
 {
     return l ? l->out_len : 0;
 }
+
+void tcp_link_flush_now(tcp_link *l)
+{
+    if (l && !l->dead && !l->connecting && l->out_len)
+        flush(l);
+}

@@ -60,6 +60,9 @@ tcp_link *tcp_link_adopt(struct ev_loop *loop, int fd, const netaddr *remote,
  * dead or its queue overflowed (it is then failed via on_close). */
 int tcp_link_send(tcp_link *l, const uint8_t *body, size_t len);
 void tcp_link_set_owner(tcp_link *l, const tcp_link_ops *ops, void *user, int tag);
+/* Hand what is queued to the socket now, as far as it takes it (for a
+ * last message before the link is freed). */
+void tcp_link_flush_now(tcp_link *l);
 /* Bytes queued and not yet handed to the socket. */
 size_t tcp_link_backlog(const tcp_link *l);
 void tcp_link_free(tcp_link *l);

@@ -202,7 +202,10 @@ typedef struct pl_peer_config {
 PL_API int pl_peer_new(pl_peer **out, const pl_peer_config *cfg);
 /* Close every connection (their on_closed runs with PL_ERR_CLOSED), stop all
  * watchers, release everything.  NULL is a no-op.  Not from a callback of the
- * same peer. */
+ * same peer.  Each remote peer is told with one Close message, sent at once
+ * (on TCP paths written to the socket before it is closed); over UDP that
+ * datagram may be lost, and then the remote side notices by its path timeout.
+ * For a graceful end, pl_conn_shutdown() and wait for on_closed first. */
 PL_API void pl_peer_free(pl_peer *p);
 /* This peer's name (owned by p). */
 PL_API const char *pl_peer_name(const pl_peer *p);

@@ -90,6 +90,37 @@ chat_log "--- --transport relay"
 CHAT_TRANSPORT=relay CHAT_PATH=relay-udp \
     chat_talk "$server" - r-alice 127.0.0.1 - r-bob 127.0.0.1 || true
 
+# A peer that vanishes (kill -9: no Close) is noticed: with keepalives every
+# second and a 3 s path timeout, every path dies (direct ones by consent,
+# relay-tcp never becomes ready again) and the survivor gives up with
+# "the path stopped answering" within path timeout + path timeout, instead
+# of waiting for ever on a pending attempt.
+chat_log "--- a peer that vanishes"
+chat_start_chat - v-bob --server "$server" --name v-bob --keepalive 1 --path-timeout 3 -v --timeout 20
+if chat_wait_grep v-bob err '^registered ' 10; then
+    chat_start_chat - v-alice --server "$server" --name v-alice --peer v-bob --keepalive 1 \
+        --path-timeout 3 --timeout 20
+    if chat_wait_grep v-bob err '^connected ' 10 && chat_wait_grep v-alice err '^connected ' 10; then
+        # the chat itself, not its `timeout` wrapper (CHAT_PID)
+        vpid=$(pgrep -P "${CHAT_PID[v-alice]}" -x punchline-chat || true)
+        [ -n "$vpid" ] && kill -9 "$vpid"
+        t0=$SECONDS
+        if ! chat_wait_exit v-bob 15; then
+            chat_fail "v-bob still running 15 s after its peer vanished"
+            chat_stop v-bob || true
+        elif [ "${CHAT_RC[v-bob]}" -ne 1 ] || ! grep -q 'stopped answering' "$CHAT_WORK/v-bob.err"; then
+            chat_fail "v-bob: exit ${CHAT_RC[v-bob]} without 'stopped answering' (want 1 and the reason)"
+        else
+            chat_pass "a vanished peer is noticed: exit 1 after $((SECONDS - t0)) s ($(grep -m1 -o 'the path stopped answering.*' "$CHAT_WORK/v-bob.err"))"
+        fi
+    else
+        chat_fail "v-alice and v-bob did not connect"
+    fi
+    chat_stop v-alice || true
+else
+    chat_fail "v-bob did not register"
+fi
+
 # STUN (RFC 8489): coturn's client learns its reflexive address from us.
 if command -v turnutils_stunclient >/dev/null 2>&1; then
     if out=$(timeout 10 turnutils_stunclient -p "$port" 127.0.0.1 2>&1) &&
