@@ -33,7 +33,7 @@ work=${PL_FUZZ_DIR:-$root/build-fuzz}
 jobs=${PL_FUZZ_JOBS:-2}
 nicelvl=${PL_FUZZ_NICE:-10}
 targets_all=(frame udp_demux envelope_tcp envelope_udp envelope_inner stun relay_header names
-    peer_id token chat_text share_msg)
+    peer_id token chat_text share_msg stream)
 
 minutes=5 runs= merge=0 mode=fuzz targets=()
 while [ $# -gt 0 ]; do

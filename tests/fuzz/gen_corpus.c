@@ -650,6 +650,118 @@ static void share(void)
     put("share_msg", "type_8", b, 1);
 }
 
+/* ---- stream scripts (fuzz_stream.c): our sends, the peer's Data/Ack ---- */
+
+#define SID 0x0123456789abcdefull
+
+typedef struct script {
+    uint8_t b[4096];
+    size_t n;
+} script;
+
+static void op_env(script *s, Punchline__Envelope *e)
+{
+    int n = wire_encode(e, s->b + s->n + 3, sizeof(s->b) - s->n - 3);
+    if (n < 0)
+        exit(1);
+    s->b[s->n] = 0;
+    s->b[s->n + 1] = (uint8_t)(n >> 8);
+    s->b[s->n + 2] = (uint8_t)n;
+    s->n += 3 + (size_t)n;
+}
+
+static void op_data(script *s, uint64_t pn, uint64_t offset, const void *p, size_t len, bool fin)
+{
+    Punchline__Data d = PUNCHLINE__DATA__INIT;
+    d.session_id = SID;
+    d.pn = pn;
+    d.offset = offset;
+    d.payload.data = (uint8_t *)p;
+    d.payload.len = len;
+    d.fin = fin;
+    Punchline__Envelope e = env_of(PUNCHLINE__ENVELOPE__BODY_DATA, &d);
+    op_env(s, &e);
+}
+
+static void op_ack(script *s, uint64_t pn_next, uint64_t first, uint64_t *ranges, size_t nr,
+                   uint64_t stream_next, bool fin)
+{
+    Punchline__Ack a = PUNCHLINE__ACK__INIT;
+    a.session_id = SID;
+    a.pn_next = pn_next;
+    a.first_range = first;
+    a.ranges = ranges;
+    a.n_ranges = nr;
+    a.stream_next = stream_next;
+    a.max_offset = 1u << 20;
+    a.fin_received = fin;
+    Punchline__Envelope e = env_of(PUNCHLINE__ENVELOPE__BODY_ACK, &a);
+    op_env(s, &e);
+}
+
+static void op2(script *s, uint8_t op, uint16_t arg)
+{
+    s->b[s->n++] = op;
+    s->b[s->n++] = (uint8_t)(arg >> 8);
+    s->b[s->n++] = (uint8_t)arg;
+}
+
+static void op1(script *s, uint8_t op, uint8_t x)
+{
+    s->b[s->n++] = op;
+    s->b[s->n++] = x;
+}
+
+static void streams(void)
+{
+    script s = {0};
+    op2(&s, 1, 100); /* send a 100-byte message */
+    op2(&s, 2, 10);  /* it goes out as Data pn 0 */
+    op_ack(&s, 1, 0, NULL, 0, 104, false);
+    op2(&s, 2, 10);
+    put("stream", "send_acked", s.b, s.n);
+
+    s.n = 0;
+    for (int i = 0; i < 4; i++)
+        op2(&s, 1, 1000);
+    op2(&s, 2, 10);
+    uint64_t r[] = {1, 0};
+    op_ack(&s, 4, 0, r, 2, 0, false); /* pn 3 and 1: 0 and 2 missing */
+    op2(&s, 2, 400);                  /* loss by time */
+    op2(&s, 2, 60000);                /* probe timeout */
+    put("stream", "send_ack_ranges_loss", s.b, s.n);
+
+    s.n = 0;
+    static const uint8_t hello[] = {0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o', 0, 0, 0, 2, 'h', 'i'};
+    op_data(&s, 1, 9, hello + 9, 6, true); /* second message first, with FIN */
+    op_data(&s, 0, 0, hello, 9, false);
+    op2(&s, 2, 100);
+    op_data(&s, 0, 0, hello, 9, false); /* duplicate */
+    put("stream", "receive_out_of_order_fin", s.b, s.n);
+
+    s.n = 0;
+    op1(&s, 4, 0); /* pause */
+    op_data(&s, 0, 0, hello, 15, false);
+    op2(&s, 2, 100);
+    op1(&s, 4, 1); /* resume */
+    op1(&s, 4, 2); /* path switch */
+    op2(&s, 1, 50);
+    op1(&s, 4, 3); /* force ack */
+    op2(&s, 2, 1);
+    s.b[s.n++] = 3; /* shutdown */
+    op2(&s, 2, 1);
+    op_ack(&s, 2, 1, NULL, 0, 54, true);
+    put("stream", "pause_switch_shutdown", s.b, s.n);
+
+    s.n = 0;
+    op2(&s, 1, 10);
+    op2(&s, 2, 1);
+    op_ack(&s, 1000, 999, NULL, 0, UINT64_MAX, true); /* acks what was never sent */
+    op_data(&s, 0, (1ull << 62) - 2, hello, 4, true);  /* at the end of the offset space */
+    op2(&s, 2, 1);
+    put("stream", "hostile_ack_and_offset", s.b, s.n);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -670,5 +782,6 @@ int main(int argc, char **argv)
     tokens();
     chat_text();
     share();
+    streams();
     return 0;
 }
