@@ -378,6 +378,8 @@ static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     share *sh = w->data;
+    if (sh->role == &share_sender)
+        send_progress(sh);
     pg_tick(&sh->pg, ev_now(loop));
 }
 

@@ -141,8 +141,22 @@ static void pump(share *sh)
             return;
         }
         s->msg_len = 0;
-        pg_set_done(&sh->pg, sf_reader_pos(s->file));
+        send_progress(sh);
     }
+}
+
+void send_progress(share *sh)
+{
+    sender *s = sh->state;
+    if (!s || !s->file || !sh->conn || s->state != S_SENDING)
+        return;
+    /* what the receiver has acknowledged, not what we queued: the file
+     * position less the connection's send queue (its few message headers
+     * make this a slight underestimate) */
+    pl_conn_stats st;
+    pl_conn_get_stats(sh->conn, &st);
+    uint64_t pos = sf_reader_pos(s->file);
+    pg_set_done(&sh->pg, pos > st.queued ? pos - st.queued : 0);
 }
 
 /* The prefix the receiver has is hashed on our side too (share_background). */

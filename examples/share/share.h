@@ -72,6 +72,8 @@ extern const share_role share_receiver;
 /* Set up the role's state (sh->state) before connecting: open the file /
  * nothing yet.  0, or exit status 1/2 after printing why. */
 int send_prepare(share *sh);
+/* Sender: move the progress bar to what the receiver acknowledged. */
+void send_progress(share *sh);
 int recv_prepare(share *sh);
 
 /* A control message (ACCEPT, ERROR, START, DONE, VERDICT): sent now, or
