@@ -166,7 +166,10 @@ bool netaddr_is_loopback(const netaddr *a)
 {
     if (a->len && a->u.sa.sa_family == AF_INET)
         return (ntohl(a->u.in4.sin_addr.s_addr) >> 24) == 127;
-    return a->len && IN6_IS_ADDR_LOOPBACK(&a->u.in6.sin6_addr);
+    if (!a->len)
+        return false;
+    const struct in6_addr *ip6 = &a->u.in6.sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(ip6) || (IN6_IS_ADDR_V4MAPPED(ip6) && ip6->s6_addr[12] == 127);
 }
 
 static bool usable_v4(uint32_t ip)
@@ -190,4 +193,10 @@ bool netaddr_is_usable_candidate(const netaddr *a)
         return usable_v4(ntohl(ip));
     }
     return !IN6_IS_ADDR_UNSPECIFIED(ip6) && !IN6_IS_ADDR_MULTICAST(ip6);
+}
+
+bool netaddr_candidate_plausible(const netaddr *cand, const netaddr *seen_from)
+{
+    return netaddr_is_usable_candidate(cand) &&
+           (!netaddr_is_loopback(cand) || netaddr_is_loopback(seen_from));
 }

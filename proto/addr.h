@@ -40,6 +40,13 @@ int netaddr_from_endpoint(const Punchline__Endpoint *ep, netaddr *out);
  * or limited broadcast (RFC 8445 s19.5.1: candidates must not aim our
  * packets at arbitrary targets).  Loopback is allowed: same-host peers. */
 bool netaddr_is_usable_candidate(const netaddr *a);
+/* 127.0.0.0/8, ::1, and ::ffff:127.x.y.z (which reaches 127.x.y.z). */
 bool netaddr_is_loopback(const netaddr *a);
+/* May a peer whose control connection comes from seen_from announce cand as
+ * one of its own (host or reflexive) candidates?  A usable candidate, and a
+ * loopback one only from a peer on the server's own host: anyone else's
+ * 127.0.0.1 would aim the other peer's probes and TCP attempts at services
+ * on the other peer's own host (docs/SECURITY.md, "Hostile input"). */
+bool netaddr_candidate_plausible(const netaddr *cand, const netaddr *seen_from);
 
 #endif

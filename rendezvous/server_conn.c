@@ -292,7 +292,9 @@ void srv_conn_send_error(srv_conn *c, Punchline__ErrorCode code, uint32_t reques
     srv_conn_send(c, &env);
 }
 
-/* Keep the usable UDP and TCP host candidates a peer announced. */
+/* Keep the usable UDP and TCP host candidates a peer announced (RELAY ones
+ * are ours to make: a peer's are ignored, like unusable addresses and a
+ * remote peer's loopback ones, netaddr_candidate_plausible). */
 static void store_host_candidates(reg_peer *p, Punchline__Candidate **cands, size_t n)
 {
     reg_host tmp[WIRE_MAX_HOST_CANDIDATES];
@@ -304,7 +306,8 @@ static void store_host_candidates(reg_peer *p, Punchline__Candidate **cands, siz
         if ((tr != PUNCHLINE__TRANSPORT__UDP && tr != PUNCHLINE__TRANSPORT__TCP) ||
             (kind != PUNCHLINE__CANDIDATE_KIND__HOST &&
              kind != PUNCHLINE__CANDIDATE_KIND__SERVER_REFLEXIVE) ||
-            netaddr_from_endpoint(cands[i]->endpoint, &a) != 0 || !netaddr_is_usable_candidate(&a))
+            netaddr_from_endpoint(cands[i]->endpoint, &a) != 0 ||
+            !netaddr_candidate_plausible(&a, &p->observed_tcp))
             continue;
         tmp[k].addr = a;
         tmp[k].tcp = tr == PUNCHLINE__TRANSPORT__TCP;

@@ -355,3 +355,49 @@ Test(loopback, detects_127_8_and_v6_loopback)
     cr_assert_not(netaddr_is_loopback(&e));
     cr_assert_not(netaddr_is_loopback(&none));
 }
+
+Test(loopback, v4_mapped_loopback)
+{
+    netaddr a = mk("::ffff:127.0.0.1", 1), b = mk("::ffff:127.9.9.9", 1), c = mk("::ffff:10.0.0.1", 1);
+    cr_assert(netaddr_is_loopback(&a));
+    cr_assert(netaddr_is_loopback(&b));
+    cr_assert_not(netaddr_is_loopback(&c));
+}
+
+/* ---- netaddr_candidate_plausible: what a peer may announce --------------- */
+
+struct plausible_case {
+    char cand[48];
+    char from[48];
+    bool ok;
+};
+
+ParameterizedTestParameters(candidate, plausible)
+{
+    static struct plausible_case cases[] = {
+        /* a remote peer's loopback would aim the other peer at its own host */
+        {"127.0.0.1", "203.0.113.5", false},
+        {"127.0.0.53", "10.0.0.7", false},
+        {"::1", "2001:db8::5", false},
+        {"::ffff:127.0.0.1", "203.0.113.5", false},
+        {"::1", "::ffff:203.0.113.5", false},
+        /* a peer on the server's host: same-host peers may use it */
+        {"127.0.0.1", "127.0.0.1", true},
+        {"::1", "::1", true},
+        {"127.0.0.2", "::ffff:127.0.0.1", true},
+        /* everything else by netaddr_is_usable_candidate */
+        {"10.0.0.1", "203.0.113.5", true},
+        {"198.51.100.7", "203.0.113.5", true},
+        {"0.0.0.0", "127.0.0.1", false},
+        {"224.0.0.1", "127.0.0.1", false},
+        {"255.255.255.255", "203.0.113.5", false},
+    };
+    return cr_make_param_array(struct plausible_case, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+ParameterizedTest(struct plausible_case *c, candidate, plausible)
+{
+    netaddr cand = mk(c->cand, 5), from = mk(c->from, 40000);
+    cr_assert_eq(netaddr_candidate_plausible(&cand, &from), c->ok, "%s announced by a peer at %s",
+                 c->cand, c->from);
+}
