@@ -12,6 +12,9 @@
 #include "stun.h"
 #include "timeutil.h"
 
+#define VERSION_TEXT_(v) #v
+#define VERSION_TEXT(v) VERSION_TEXT_(v) /* "2": the macro's value as a string */
+
 /* Answers a punchline datagram of req_len bytes.  The source address of a
  * UDP datagram is unauthenticated, so a reply larger than its request would
  * let a spoofer aim more bytes at a victim than it sends itself (RFC 9000
@@ -157,7 +160,7 @@ static void handle_datagram(server *s, const uint8_t *buf, size_t len, const net
          * gets nothing (the code is what programs check, PROTOCOL.md 1.3) */
         Punchline__Error err = PUNCHLINE__ERROR__INIT;
         err.code = PUNCHLINE__ERROR_CODE__BAD_VERSION;
-        err.text = "server speaks protocol version 1";
+        err.text = "server speaks protocol version " VERSION_TEXT(WIRE_VERSION);
         Punchline__Envelope r = PUNCHLINE__ENVELOPE__INIT;
         r.body_case = PUNCHLINE__ENVELOPE__BODY_ERROR;
         r.error = &err;
