@@ -16,6 +16,7 @@
 #include "server.h"
 #include "tls_stream.h"
 #include "token.h"
+#include "wire.h"
 
 static void usage(FILE *f)
 {
@@ -33,7 +34,12 @@ static void usage(FILE *f)
             "      --keepalive SEC      keepalive interval told to peers (default 15)\n"
             "      --max-peers N        registered peers at most (default 10000)\n"
             "      --max-conns N        open TCP connections at most, registered or not\n"
-            "                           (default 15000; keep it below the open-file limit)\n"
+            "                           (default 15000, less if the open-file limit is lower)\n"
+            "      --register-timeout SEC\n"
+            "                           a new connection must register (or open a relay)\n"
+            "                           within SEC seconds (default 10)\n"
+            "      --connect-rate N     connect requests per second per peer (default 5,\n"
+            "                           bursts of 4x); more get RATE_LIMITED\n"
             "      --per-ip-pending N   unregistered connections one source address (IPv6:\n"
             "                           one /64) may hold (default 64)\n"
             "      --per-ip-rate N      new connections per second per source (default 50,\n"
@@ -133,6 +139,7 @@ int main(int argc, char **argv)
         {"expiry", required_argument, 0, 'e'},  {"keepalive", required_argument, 0, 'k'},
         {"max-peers", required_argument, 0, 'm'}, {"version", no_argument, 0, 'V'},
         {"max-conns", required_argument, 0, 'M'},
+        {"register-timeout", required_argument, 0, 'D'}, {"connect-rate", required_argument, 0, 'c'},
         {"per-ip-pending", required_argument, 0, 'P'}, {"per-ip-rate", required_argument, 0, 'Z'},
         {"help", no_argument, 0, 'h'},          {"no-relay", no_argument, 0, 'R'},
         {"relay-sessions", required_argument, 0, 'S'},
@@ -220,6 +227,20 @@ int main(int argc, char **argv)
             }
             cfg.max_conns = v;
             break;
+        case 'D':
+            if (parse_uint(optarg, 1, 3600, &v)) {
+                fprintf(stderr, "punchline-rendezvous: --register-timeout takes 1..3600 seconds\n");
+                return 2;
+            }
+            cfg.register_deadline_ms = (uint32_t)(v * 1000);
+            break;
+        case 'c':
+            if (parse_uint(optarg, 1, 100000, &v)) {
+                fprintf(stderr, "punchline-rendezvous: --connect-rate takes 1..100000\n");
+                return 2;
+            }
+            cfg.connect_rate = (uint32_t)v;
+            break;
         case 'R':
             cfg.relay_off = 1;
             break;
@@ -270,7 +291,7 @@ int main(int argc, char **argv)
             token_ttl = v;
             break;
         case 'V':
-            printf("punchline-rendezvous %s (protocol 1)\n", PL_VERSION_STRING);
+            printf("punchline-rendezvous %s (protocol %d)\n", PL_VERSION_STRING, WIRE_VERSION);
             return 0;
         case 'h':
             usage(stdout);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -132,6 +133,37 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
         ev_io_start(loop, &s->accept_w);
 }
 
+/* Descriptors the server needs besides its connections: listening and UDP
+ * sockets, stdio, a TLS key file being read, libev's own. */
+#define SRV_FD_RESERVE 32
+
+/* 15000 connections, or fewer when the open-file limit is lower: at the
+ * limit accept() fails with EMFILE (handled, but every connection past it
+ * waits in the backlog instead of getting a clear answer). */
+static size_t default_max_conns(const server *s)
+{
+    struct rlimit rl;
+    size_t n = 15000;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur < n + SRV_FD_RESERVE) {
+        n = rl.rlim_cur > 2 * SRV_FD_RESERVE ? (size_t)rl.rlim_cur - SRV_FD_RESERVE
+                                             : (size_t)rl.rlim_cur / 2;
+        srv_log(s, SRV_LOG_WARN, "open-file limit %llu: at most %zu connections (raise it with "
+                                 "ulimit -n for more)", (unsigned long long)rl.rlim_cur, n);
+    }
+    return n;
+}
+
+static void check_max_conns(const server *s)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        s->cfg.max_conns + SRV_FD_RESERVE > rl.rlim_cur)
+        srv_log(s, SRV_LOG_WARN, "--max-conns %zu is above the open-file limit %llu: accepts "
+                                 "will pause when descriptors run out", s->cfg.max_conns,
+                (unsigned long long)rl.rlim_cur);
+}
+
 static int open_socket(server *s, int type, char *err, size_t errlen)
 {
     int fd = socket(s->cfg.listen.u.sa.sa_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -177,7 +209,9 @@ server *server_new(struct ev_loop *loop, const server_config *cfg, char *err, si
     if (!s->cfg.register_deadline_ms)
         s->cfg.register_deadline_ms = 10000;
     if (!s->cfg.max_conns)
-        s->cfg.max_conns = 15000;
+        s->cfg.max_conns = default_max_conns(s);
+    else
+        check_max_conns(s);
     iplimit_config ic = {.max_pending = cfg->per_ip_pending, .rate_per_s = cfg->per_ip_rate};
     ic.hash_seed = srv_random64();
     {
@@ -199,7 +233,8 @@ server *server_new(struct ev_loop *loop, const server_config *cfg, char *err, si
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    registry_config rc = {.max_peers = cfg->max_peers, .expiry_ms = s->cfg.expiry_ms};
+    registry_config rc = {.max_peers = cfg->max_peers, .expiry_ms = s->cfg.expiry_ms,
+                          .connect_rate = cfg->connect_rate, .connect_burst = 4 * cfg->connect_rate};
     s->reg = registry_new(&rc);
     if (!s->reg) {
         snprintf(err, errlen, "out of memory");
@@ -274,8 +309,9 @@ void server_free(server *s)
 void server_log_stats(const server *s)
 {
     char buf[768];
-    srv_log(s, SRV_LOG_STATS, "peers registered=%zu, connections=%zu", registry_count(s->reg),
-            s->nconns);
+    size_t largest, queued = server_queued_bytes(s, &largest);
+    srv_log(s, SRV_LOG_STATS, "peers registered=%zu, connections=%zu (max %zu), queue memory=%zu "
+            "bytes (largest %zu)", registry_count(s->reg), s->nconns, s->cfg.max_conns, queued, largest);
     srv_log(s, SRV_LOG_STATS, "per-source limits: sources=%zu, refused=%llu, tls handshakes=%zu",
             iplimit_sources(s->ipl), (unsigned long long)s->ipl_refused, s->n_tls_hs);
     if (s->relay) {
@@ -289,6 +325,18 @@ void server_log_stats(const server *s)
 const relay_stats *server_relay_stats(const server *s)
 {
     return s->relay ? relay_get_stats(s->relay) : NULL;
+}
+
+size_t server_queued_bytes(const server *s, size_t *largest)
+{
+    size_t sum = 0, big = 0;
+    for (const srv_conn *c = s->conns; c; c = c->next) {
+        sum += c->out_cap;
+        big = c->out_cap > big ? c->out_cap : big;
+    }
+    if (largest)
+        *largest = big;
+    return sum;
 }
 
 void server_local_addr(const server *s, netaddr *out)

@@ -22,7 +22,9 @@ typedef struct server_config {
     uint32_t expiry_ms;          /* silence that unregisters; 0 = 60000 */
     uint32_t register_deadline_ms; /* a new connection must register within; 0 = 10000 */
     size_t max_peers;            /* 0 = 10000 */
-    size_t max_conns;            /* open control connections; 0 = 15000 */
+    size_t max_conns;            /* open TCP connections; 0 = 15000, or less to stay below
+                                    the open-file limit (RLIMIT_NOFILE) */
+    uint32_t connect_rate;       /* ConnectRequests per second per peer; 0 = 5 (burst 4x) */
     int relay_off;               /* 1: offer no relay (ConnectRequest RELAY gets UNSUPPORTED) */
     relay_limits relay;          /* see relay.h for defaults */
     const struct tls_conf *tls;  /* non-NULL: control connections may run TLS (borrowed) */
@@ -41,6 +43,11 @@ void server_free(server *s);
 /* Log the relay counters (SIGUSR1 in punchline-rendezvous). */
 void server_log_stats(const server *s);
 const relay_stats *server_relay_stats(const server *s);
+/* Memory held by the output queues of all TCP connections (replies not
+ * yet written, relay bytes waiting for a slow receiver: allocated bytes, not
+ * just the queued ones); *largest (if not NULL) gets the largest of one
+ * connection.  For the counters and the tests. */
+size_t server_queued_bytes(const server *s, size_t *largest);
 /* The bound address (useful with port 0). */
 void server_local_addr(const server *s, netaddr *out);
 
