@@ -8,6 +8,7 @@
 #include <ev.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -174,6 +175,20 @@ static void send_register(int fd, const char *name, const identity *key, const c
     make_register(&reg, name, key, nonces[fd], sig);
     if (token)
         reg.token = (char *)token;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_REGISTER;
+    env.register_ = &reg;
+    send_env(fd, &env);
+}
+
+/* Register name (key_a) with these candidates on fd. */
+static void send_register_cands(int fd, const char *name, Punchline__Candidate **cands, size_t n)
+{
+    Punchline__Register reg;
+    uint8_t sig[ID_SIG_MAX];
+    make_register(&reg, name, key_a, nonces[fd], sig);
+    reg.candidates = cands;
+    reg.n_candidates = n;
     Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
     env.body_case = PUNCHLINE__ENVELOPE__BODY_REGISTER;
     env.register_ = &reg;
@@ -642,6 +657,12 @@ static void amplification_cases(void)
     req[2] = WIRE_VERSION + 1;
     r = amp_check("another version, padded UdpBind", u, req, n, ERR, in);
     cr_assert_eq(r, 42);
+    Punchline__Envelope *ev = NULL;
+    cr_assert_eq(wire_decode_udp(in, r, &ev, NULL), WIRE_OK);
+    char want[64];
+    snprintf(want, sizeof(want), "server speaks protocol version %d", WIRE_VERSION);
+    cr_assert_str_eq(ev->error->text, want);
+    wire_free(ev);
     wire_encode_udp(&env, req, sizeof(req));
     req[2] = WIRE_VERSION + 1;
     r = amp_check("another version, unpadded UdpBind", u, req, (size_t)small, ERR, in);
@@ -716,20 +737,22 @@ typedef struct pair {
     uint64_t token_b;            /* bob's udp_token */
 } pair;
 
-/* alice and bob register (bob optionally without UDP) and alice connects. */
-static void make_pair(pair *p, bool bob_udp, Punchline__Transport tr)
+/* Caller an and callee bn register (bn optionally without UDP) and an
+ * connects to bn. */
+static void make_pair_names(pair *p, const char *an, const char *bn, bool bob_udp,
+                            Punchline__Transport tr)
 {
     Punchline__Envelope *ka, *kb;
     p->a = tcp_client();
     p->b = tcp_client();
-    Punchline__RegisterResult *ra = do_register(p->a, "alice", &ka);
-    Punchline__RegisterResult *rb = do_register_key(p->b, "bob", key_b, &kb);
+    Punchline__RegisterResult *ra = do_register(p->a, an, &ka);
+    Punchline__RegisterResult *rb = do_register_key(p->b, bn, key_b, &kb);
     p->ua = udp_bind(ra->udp_token, &p->oa);
     p->ub = bob_udp ? udp_bind(rb->udp_token, &p->ob) : -1;
     p->token_b = rb->udp_token;
     wire_free(ka);
     wire_free(kb);
-    send_connect_tr(p->a, "bob", 9, tr);
+    send_connect_tr(p->a, bn, 9, tr);
     for (int i = 0; i < 3; i++)
         wire_free(recv_env(p->b)); /* Incoming, Candidates, PunchStart */
     Punchline__Envelope *ca = recv_env(p->a), *pa = recv_env(p->a);
@@ -751,6 +774,12 @@ static void make_pair(pair *p, bool bob_udp, Punchline__Transport tr)
     cr_assert_arr_eq(pa->punch_start->peer_key_hash.data, identity_hash(key_b), ID_HASH_LEN);
     wire_free(ca);
     wire_free(pa);
+}
+
+/* alice and bob register (bob optionally without UDP) and alice connects. */
+static void make_pair(pair *p, bool bob_udp, Punchline__Transport tr)
+{
+    make_pair_names(p, "alice", "bob", bob_udp, tr);
 }
 
 static void free_pair(pair *p)
@@ -1461,4 +1490,682 @@ Test(rendezvous, hostile_names_and_candidates)
     cr_assert(seen_good, "the one usable host candidate is passed on");
     wire_free(ca);
     close(a), close(b), close(ua), close(ub);
+}
+
+/* ---- hostile input (docs/SECURITY.md, "Hostile input") ------------------- */
+
+/* A frame with this body, length header in front. */
+static void send_frame(int fd, const uint8_t *body, size_t len)
+{
+    uint8_t buf[FRAME_HEADER + FRAME_MAX];
+    cr_assert_leq(len, FRAME_MAX);
+    frame_put_header(buf, (uint32_t)len);
+    memcpy(buf + FRAME_HEADER, body, len);
+    send_raw(fd, buf, len + FRAME_HEADER);
+}
+
+static void send_keepalive(int fd)
+{
+    Punchline__Keepalive ka = PUNCHLINE__KEEPALIVE__INIT;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_KEEPALIVE;
+    env.keepalive = &ka;
+    send_env(fd, &env);
+}
+
+static void expect_body(int fd, int body)
+{
+    Punchline__Envelope *e = recv_env(fd);
+    cr_assert_not_null(e, "closed instead of a reply");
+    cr_assert_eq((int)e->body_case, body, "got %s", wire_body_name(e));
+    wire_free(e);
+}
+
+/* After each hostile case: an honest client on a new connection registers
+ * a fresh name and has its Keepalive echoed. */
+static void expect_still_serving(void)
+{
+    static int n;
+    char name[32];
+    snprintf(name, sizeof(name), "honest-%d", ++n);
+    int fd = tcp_client();
+    Punchline__Envelope *keep;
+    do_register_key(fd, name, key_b, &keep);
+    wire_free(keep);
+    send_keepalive(fd);
+    expect_body(fd, PUNCHLINE__ENVELOPE__BODY_KEEPALIVE);
+    close(fd);
+}
+
+static uint8_t *find_bytes(uint8_t *hay, size_t n, const char *needle, size_t k)
+{
+    for (size_t i = 0; i + k <= n; i++)
+        if (memcmp(hay + i, needle, k) == 0)
+            return hay + i;
+    return NULL;
+}
+
+/* The Register envelope for name (signed over fd's nonce), encoded into out
+ * (no frame header); returns its length.  The signature covers sig_name. */
+static size_t register_bytes(int fd, const char *name, const char *sig_name, uint8_t *out,
+                             size_t cap)
+{
+    Punchline__Register reg;
+    uint8_t sig[ID_SIG_MAX];
+    make_register(&reg, sig_name, key_a, nonces[fd], sig);
+    reg.name = (char *)name;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_REGISTER;
+    env.register_ = &reg;
+    int n = wire_encode(&env, out, cap);
+    cr_assert_gt(n, 0);
+    return (size_t)n;
+}
+
+/* Frames a decoder must refuse (PROTOCOL.md 1.1, 1.3): each gets
+ * Error{MALFORMED} and a close, before and after registration, and the
+ * server goes on serving.  A registered peer that sends one loses its
+ * registration (the name is free again). */
+Test(rendezvous, hostile_frames_are_malformed_and_the_server_keeps_serving)
+{
+    struct { const char *what; uint8_t b[16]; size_t n; } raw[] = {
+        {"truncated varint", {0x08, 0x80}, 2},
+        {"varint of 11 bytes", {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 11},
+        {"field number 0", {0x00, 0x01}, 2},
+        {"wire type 7", {0x0f}, 1},
+        {"version with the wrong wire type", {0x0d, 2, 0, 0, 0}, 5},
+        {"no body", {0x08, WIRE_VERSION}, 2},
+        {"unknown body 40", {0x08, WIRE_VERSION, 0xc2, 0x02, 0x00}, 5},
+        {"keepalive, length beyond the frame", {0x08, WIRE_VERSION, 0x62, 0x05, 0x08}, 5},
+        /* not canonical (PROTOCOL.md 1.3): re-encodes to another size */
+        {"version sent twice", {0x08, WIRE_VERSION, 0x08, WIRE_VERSION, 0x62, 0x00}, 6},
+        {"padded varint", {0x08, 0x80 | WIRE_VERSION, 0x00, 0x62, 0x00}, 5},
+        {"keepalive body twice", {0x08, WIRE_VERSION, 0x62, 0x00, 0x62, 0x00}, 6},
+        {"explicit default (now_ms = 0)", {0x08, WIRE_VERSION, 0x62, 0x02, 0x08, 0x00}, 6},
+    };
+    size_t nraw = sizeof(raw) / sizeof(raw[0]);
+    for (size_t i = 0; i < nraw; i++) {
+        int fd = tcp_client();
+        send_frame(fd, raw[i].b, raw[i].n);
+        cr_log_info("before registration: %s", raw[i].what);
+        expect_refused(fd, PUNCHLINE__ERROR_CODE__MALFORMED);
+    }
+    /* the same after registration: refused, closed, and unregistered */
+    for (size_t i = 0; i < nraw; i++) {
+        int fd = tcp_client();
+        Punchline__Envelope *keep;
+        do_register(fd, "mal", &keep);
+        wire_free(keep);
+        send_frame(fd, raw[i].b, raw[i].n);
+        cr_log_info("after registration: %s", raw[i].what);
+        expect_refused(fd, PUNCHLINE__ERROR_CODE__MALFORMED);
+    }
+    /* a Register sent twice in one envelope (protobuf merges them) */
+    int fd = tcp_client();
+    uint8_t b[2 * FRAME_MAX];
+    size_t n = register_bytes(fd, "twice", "twice", b, FRAME_MAX);
+    cr_assert_eq(b[0], 0x08, "version first");
+    memcpy(b + n, b + 2, n - 2);
+    send_frame(fd, b, 2 * n - 2);
+    expect_refused(fd, PUNCHLINE__ERROR_CODE__MALFORMED);
+    expect_still_serving();
+}
+
+/* Frame lengths (PROTOCOL.md 1.1): 0, 0xFFFFFFFF and FRAME_MAX + 1 are
+ * refused from the header alone; exactly FRAME_MAX is read (and then judged
+ * by its content). */
+Test(rendezvous, frame_lengths_zero_huge_and_just_over_the_maximum)
+{
+    const uint8_t cases[][4] = {{0, 0, 0, 0},
+                                {0xff, 0xff, 0xff, 0xff},
+                                {0x80, 0, 0, 0},
+                                {0, 0, (FRAME_MAX + 1) >> 8, (FRAME_MAX + 1) & 0xff}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int fd = tcp_client();
+        send_raw(fd, cases[i], 4);
+        expect_refused(fd, PUNCHLINE__ERROR_CODE__MALFORMED);
+    }
+    /* FRAME_MAX bytes of unknown envelope fields next to a Keepalive: the
+     * frame is read whole, then refused as a request before Register */
+    static uint8_t big[FRAME_MAX];
+    size_t n = 0;
+    big[n++] = 0x08, big[n++] = WIRE_VERSION, big[n++] = 0x62, big[n++] = 0x00;
+    big[n++] = 0xa2, big[n++] = 0x06; /* field 100, length-delimited */
+    size_t rest = FRAME_MAX - n - 2;
+    big[n++] = (uint8_t)(0x80 | (rest & 0x7f)), big[n++] = (uint8_t)(rest >> 7);
+    n += rest;
+    cr_assert_eq(n, FRAME_MAX);
+    int fd = tcp_client();
+    send_frame(fd, big, n);
+    expect_refused(fd, PUNCHLINE__ERROR_CODE__NOT_REGISTERED);
+    expect_still_serving();
+}
+
+/* Slowloris: connections that send part of a frame (or a trickle of it)
+ * and then nothing are closed at the register deadline (1 s in this suite,
+ * checked by the 1 s tick), whatever they send meanwhile; an honest peer is
+ * served the whole time. */
+Test(rendezvous, slowloris_closed_at_the_register_deadline)
+{
+    enum { N = 6 };
+    int slow[N];
+    bool open[N];
+    uint64_t t0 = time_now_ms();
+    for (int i = 0; i < N; i++) {
+        slow[i] = tcp_client();
+        open[i] = true;
+        if (i % 3 == 0) {
+            const uint8_t part[] = {0, 0}; /* half a header */
+            send_raw(slow[i], part, sizeof(part));
+        } else {
+            const uint8_t part[] = {0, 0, 0x10, 0, 0x08, WIRE_VERSION}; /* 4 KiB announced */
+            send_raw(slow[i], part, sizeof(part));
+        }
+    }
+    expect_still_serving();
+    int left = N;
+    uint64_t last_trickle = 0;
+    while (left && time_now_ms() < t0 + 4000) {
+        ev_run(loop, EVRUN_NOWAIT);
+        uint64_t now = time_now_ms();
+        if (now >= last_trickle + 100) {
+            last_trickle = now;
+            for (int i = 1; i < N; i += 3) /* a byte of the body every 100 ms */
+                if (open[i])
+                    (void)!send(slow[i], "x", 1, MSG_NOSIGNAL);
+        }
+        for (int i = 0; i < N; i++) {
+            struct pollfd p = {.fd = slow[i], .events = POLLIN};
+            if (!open[i] || poll(&p, 1, 0) <= 0)
+                continue;
+            char c;
+            cr_assert_leq(recv(slow[i], &c, 1, MSG_DONTWAIT), 0, "data to a slow client");
+            uint64_t t = time_now_ms() - t0;
+            cr_assert_geq(t, 900, "slow connection %d closed after %llu ms: before the deadline", i,
+                          (unsigned long long)t);
+            open[i] = false;
+            left--;
+        }
+        usleep(2000);
+    }
+    cr_assert_eq(left, 0, "%d slow connections still open after 4 s", left);
+    for (int i = 0; i < N; i++)
+        close(slow[i]);
+    expect_still_serving();
+}
+
+/* Unknown fields are skipped (PROTOCOL.md 1.3): a Register with fields a
+ * later version might add still registers. */
+Test(rendezvous, unknown_fields_in_register_are_ignored)
+{
+    int fd = tcp_client();
+    uint8_t b[FRAME_MAX];
+    size_t n = register_bytes(fd, "future", "future", b, sizeof(b) - 16);
+    const uint8_t unknown[] = {0x98, 0x06, 0x05, 0xa2, 0x06, 0x03, 'x', 'y', 'z'}; /* 99, 100 */
+    memcpy(b + n, unknown, sizeof(unknown));
+    send_frame(fd, b, n + sizeof(unknown));
+    expect_body(fd, PUNCHLINE__ENVELOPE__BODY_REGISTER_RESULT);
+    close(fd);
+}
+
+/* "a\0b" must not register as "a" (protobuf-c cuts strings at a NUL; the
+ * canonical-encoding check refuses it, PROTOCOL.md 1.3), even signed for
+ * "a"; a ConnectRequest for "bob\0x" is refused the same way. */
+Test(rendezvous, name_with_embedded_nul_is_refused)
+{
+    int fd = tcp_client();
+    uint8_t b[FRAME_MAX];
+    size_t n = register_bytes(fd, "aXb", "a", b, sizeof(b));
+    uint8_t *x = find_bytes(b, n, "aXb", 3);
+    cr_assert_not_null(x);
+    x[1] = 0;
+    send_frame(fd, b, n);
+    expect_refused(fd, PUNCHLINE__ERROR_CODE__MALFORMED);
+
+    /* "a" is not registered: connecting to it is UNKNOWN_PEER */
+    int c = tcp_client();
+    Punchline__Envelope *keep;
+    do_register(c, "bob", &keep);
+    wire_free(keep);
+    send_connect(c, "a", 1);
+    expect_error(c, PUNCHLINE__ERROR_CODE__UNKNOWN_PEER);
+    /* and bob\0x as a connect target closes the connection as MALFORMED */
+    Punchline__ConnectRequest cr = PUNCHLINE__CONNECT_REQUEST__INIT;
+    cr.peer_name = "bobXx";
+    cr.request_id = 2;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_CONNECT_REQUEST;
+    env.connect_request = &cr;
+    int m = wire_encode(&env, b, sizeof(b));
+    cr_assert_gt(m, 0);
+    x = find_bytes(b, (size_t)m, "bobXx", 5);
+    x[3] = 0;
+    send_frame(c, b, (size_t)m);
+    expect_refused(c, PUNCHLINE__ERROR_CODE__MALFORMED);
+    expect_still_serving();
+}
+
+/* Names (PROTOCOL.md 1.4): every kind of bad name in Register gets
+ * BAD_NAME and a close; in a ConnectRequest BAD_NAME with the request id,
+ * and the connection stays. */
+Test(rendezvous, bad_names_in_connect_requests)
+{
+    int fd = tcp_client();
+    Punchline__Envelope *keep;
+    do_register(fd, "namer", &keep);
+    wire_free(keep);
+    char longname[NAME_MAX_LEN + 2], huge[1000];
+    memset(longname, 'n', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = 0;
+    memset(huge, 'h', sizeof(huge) - 1);
+    huge[sizeof(huge) - 1] = 0;
+    const char *bad[] = {longname, huge, "\xff\xfe", "a\tb", "\x1b[31m", "caf\xc3\xa9", "", "a b",
+                         "a/b", "a\x7f"};
+    for (uint32_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        send_connect(fd, bad[i], 100 + i);
+        Punchline__Envelope *e = recv_env(fd);
+        cr_assert_not_null(e);
+        cr_assert_eq(e->body_case, PUNCHLINE__ENVELOPE__BODY_ERROR, "got %s", wire_body_name(e));
+        cr_assert_eq(e->error->code, PUNCHLINE__ERROR_CODE__BAD_NAME, "case %u: %d", i, e->error->code);
+        cr_assert_eq(e->error->request_id, 100 + i);
+        wire_free(e);
+    }
+    send_keepalive(fd);
+    expect_body(fd, PUNCHLINE__ENVELOPE__BODY_KEEPALIVE);
+    close(fd);
+}
+
+/* Huge repeated fields: the largest candidate list that fits a frame is
+ * refused (17+ in Register, 33+ in Candidates) before anything is stored;
+ * 16 are fine, and a later Candidates{session_id = 0} replaces them. */
+Test(rendezvous, huge_candidate_lists_are_refused)
+{
+    enum { MANY = 800 };
+    static Punchline__Candidate cs[MANY], *ptrs[MANY];
+    static Punchline__Endpoint eps[MANY];
+    static uint8_t ips[MANY][16];
+    for (int i = 0; i < MANY; i++) {
+        netaddr a;
+        char s[32];
+        snprintf(s, sizeof(s), "10.%d.%d.1:%d", i / 250, i % 250, 1000 + i);
+        cr_assert_eq(netaddr_parse(s, &a, false), 0);
+        udp_candidate(&cs[i], &eps[i], ips[i], &a, PUNCHLINE__CANDIDATE_KIND__HOST);
+        ptrs[i] = &cs[i];
+    }
+    const size_t counts[] = {MANY, WIRE_MAX_HOST_CANDIDATES + 1};
+    for (size_t k = 0; k < 2; k++) {
+        int fd = tcp_client();
+        send_register_cands(fd, "many", ptrs, counts[k]);
+        expect_refused(fd, PUNCHLINE__ERROR_CODE__MALFORMED);
+    }
+    /* 16 register; a Candidates update with 32 (the bound of that message)
+     * keeps the first 16; with 800 it is refused and the registration ends */
+    int fd = tcp_client();
+    send_register_cands(fd, "many", ptrs, WIRE_MAX_HOST_CANDIDATES);
+    expect_body(fd, PUNCHLINE__ENVELOPE__BODY_REGISTER_RESULT);
+    Punchline__Candidates cm = PUNCHLINE__CANDIDATES__INIT;
+    cm.candidates = ptrs;
+    cm.n_candidates = WIRE_MAX_CANDIDATES;
+    Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+    env.body_case = PUNCHLINE__ENVELOPE__BODY_CANDIDATES;
+    env.candidates = &cm;
+    send_env(fd, &env); /* 32 (the wire bound): stored, the first 16 kept */
+    send_keepalive(fd);
+    expect_body(fd, PUNCHLINE__ENVELOPE__BODY_KEEPALIVE);
+    cm.n_candidates = MANY;
+    send_env(fd, &env);
+    expect_refused(fd, PUNCHLINE__ERROR_CODE__MALFORMED);
+    expect_still_serving();
+}
+
+/* STUN (RFC 8489) at the server: every malformed request is dropped
+ * silently; the unknown comprehension-required attribute gets 420; the
+ * server answers the next good request. */
+Test(rendezvous, stun_hostile_requests)
+{
+    int u = udp_socket();
+    uint8_t req[128], in[1500];
+    size_t n = stun_request(req, 9, 0, false);
+    struct { const char *what; int byte; uint8_t val; int len_delta; } drop[] = {
+        {"bad magic cookie", 7, 0x43, 0},
+        {"top bits set", 0, 0x40, 0},
+        {"length not a multiple of 4", 3, 2, 2},
+        {"length beyond the datagram", 3, 8, 0},
+        {"length short of the datagram", 3, 0, 4},
+        {"a Binding indication", 1, 0x11, 0},
+        {"a Binding success response", 1, 0x01 | 0x00, 0}, /* patched below */
+        {"another method (Allocate)", 1, 0x03, 0},
+    };
+    for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++) {
+        uint8_t b[128];
+        memcpy(b, req, n);
+        memset(b + n, 0, 8);
+        b[drop[i].byte] = drop[i].val;
+        if (i == 6)
+            b[0] = 0x01; /* 0x0101 */
+        amp_check(drop[i].what, u, b, n + (size_t)drop[i].len_delta, 0, in);
+    }
+    /* an attribute overrunning the message, its padding overrunning it, a
+     * bad FINGERPRINT, an attribute after FINGERPRINT */
+    uint8_t b[128] = {0};
+    memcpy(b, req, n);
+    b[3] = 8, b[20] = 0x80, b[21] = 0x22, b[23] = 0x10; /* SOFTWARE, 16 bytes in 4 */
+    amp_check("attribute overruns the message", u, b, 28, 0, in);
+    b[23] = 0x05;
+    amp_check("attribute padding overruns the message", u, b, 28, 0, in);
+    n = stun_request(b, 10, 0, true);
+    b[n - 1] ^= 1;
+    amp_check("bad FINGERPRINT", u, b, n, 0, in);
+    n = stun_request(b, 11, 0, true);
+    b[3] += 4;
+    b[n] = 0x80, b[n + 1] = 0x22, b[n + 2] = 0, b[n + 3] = 0;
+    amp_check("attribute after FINGERPRINT", u, b, n + 4, 0, in);
+    /* unknown comprehension-required attribute: 420 */
+    n = stun_request(b, 12, 1, false);
+    amp_check("unknown comprehension-required attribute", u, b, n, STUN_BINDING_ERROR, in);
+    cr_assert_eq(in[26] * 100 + in[27], 420);
+    /* an unknown comprehension-optional one (>= 0x8000) is ignored */
+    n = stun_request(b, 13, 1, false);
+    b[20] = 0x80;
+    amp_check("unknown optional attribute", u, b, n, STUN_BINDING_SUCCESS, in);
+    n = stun_request(b, 14, 0, false);
+    amp_check("good request after all that", u, b, n, STUN_BINDING_SUCCESS, in);
+    close(u);
+    expect_still_serving();
+}
+
+/* Candidate addresses (PROTOCOL.md 1.4, SECURITY.md): what a peer
+ * announces is passed on only if a peer may probe it.  Unspecified,
+ * 0.0.0.0/8, multicast, broadcast (also as IPv4-mapped IPv6), port 0 (the
+ * whole Register is MALFORMED: hostile_names_and_candidates) and RELAY
+ * candidates (the server makes those) are dropped; loopback only from a
+ * peer on the server's own host, which every peer here is (the remote case:
+ * tests/unit/proto/test_addr.c, candidate.plausible). */
+Test(rendezvous, candidate_address_rules)
+{
+    struct { const char *addr; int kind, transport; bool kept; } cases[] = {
+        {"127.0.0.5:9", PUNCHLINE__CANDIDATE_KIND__HOST, PUNCHLINE__TRANSPORT__UDP, true},
+        {"[::1]:9", PUNCHLINE__CANDIDATE_KIND__HOST, PUNCHLINE__TRANSPORT__UDP, true},
+        {"[::ffff:127.0.0.1]:9", PUNCHLINE__CANDIDATE_KIND__HOST, PUNCHLINE__TRANSPORT__UDP, true},
+        {"10.0.0.3:7", PUNCHLINE__CANDIDATE_KIND__HOST, PUNCHLINE__TRANSPORT__TCP, true},
+        {"198.51.100.9:5", PUNCHLINE__CANDIDATE_KIND__SERVER_REFLEXIVE, PUNCHLINE__TRANSPORT__UDP, true},
+        {"[2001:db8::1]:5", PUNCHLINE__CANDIDATE_KIND__HOST, PUNCHLINE__TRANSPORT__UDP, true},
+        {"[::]:9", PUNCHLINE__CANDIDATE_KIND__HOST, PUNCHLINE__TRANSPORT__UDP, false},
+        {"[ff02::1]:9", PUNCHLINE__CANDIDATE_KIND__HOST, PUNCHLINE__TRANSPORT__UDP, false},
+        {"[::ffff:0.0.0.0]:9", PUNCHLINE__CANDIDATE_KIND__HOST, PUNCHLINE__TRANSPORT__UDP, false},
+        {"[::ffff:224.0.0.1]:9", PUNCHLINE__CANDIDATE_KIND__HOST, PUNCHLINE__TRANSPORT__UDP, false},
+        {"[::ffff:255.255.255.255]:9", PUNCHLINE__CANDIDATE_KIND__HOST, PUNCHLINE__TRANSPORT__UDP, false},
+        {"0.1.2.3:9", PUNCHLINE__CANDIDATE_KIND__HOST, PUNCHLINE__TRANSPORT__UDP, false},
+        {"10.9.9.9:9", PUNCHLINE__CANDIDATE_KIND__RELAY, PUNCHLINE__TRANSPORT__UDP, false},
+        {"10.9.9.8:9", PUNCHLINE__CANDIDATE_KIND__HOST, PUNCHLINE__TRANSPORT__TRANSPORT_RELAY, false},
+    };
+    enum { N = sizeof(cases) / sizeof(cases[0]) };
+    cr_assert_leq(N, WIRE_MAX_HOST_CANDIDATES);
+    Punchline__Candidate cs[N], *ptrs[N];
+    Punchline__Endpoint eps[N];
+    uint8_t ips[N][16];
+    netaddr addrs[N];
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(netaddr_parse(cases[i].addr, &addrs[i], false), 0, "%s", cases[i].addr);
+        udp_candidate(&cs[i], &eps[i], ips[i], &addrs[i], cases[i].kind);
+        cs[i].transport = cases[i].transport;
+        ptrs[i] = &cs[i];
+    }
+    int a = tcp_client(), b = tcp_client();
+    send_register_cands(a, "cands", ptrs, N);
+    Punchline__Envelope *ka = recv_env(a), *kb;
+    cr_assert_eq(ka->body_case, PUNCHLINE__ENVELOPE__BODY_REGISTER_RESULT, "got %s", wire_body_name(ka));
+    wire_free(ka);
+    do_register_key(b, "asker", key_b, &kb);
+    wire_free(kb);
+    send_connect_tr(b, "cands", 3, PUNCHLINE__TRANSPORT__TCP); /* no relay candidates */
+    Punchline__Envelope *ca = recv_env(b);
+    cr_assert_eq(ca->body_case, PUNCHLINE__ENVELOPE__BODY_CANDIDATES, "got %s", wire_body_name(ca));
+    bool seen[N] = {false};
+    for (size_t i = 0; i < ca->candidates->n_candidates; i++) {
+        const Punchline__Candidate *c = ca->candidates->candidates[i];
+        netaddr x;
+        cr_assert_neq(c->kind, PUNCHLINE__CANDIDATE_KIND__RELAY, "a RELAY candidate passed on");
+        cr_assert_eq(netaddr_from_endpoint(c->endpoint, &x), 0);
+        for (int k = 0; k < N; k++)
+            if (netaddr_equal(&x, &addrs[k]) && (int)c->transport == cases[k].transport)
+                seen[k] = true;
+    }
+    for (int k = 0; k < N; k++)
+        cr_assert_eq(seen[k], cases[k].kept, "%s (%d/%d): %s", cases[k].addr, cases[k].kind,
+                     cases[k].transport, cases[k].kept ? "dropped" : "passed on");
+    wire_free(ca);
+    close(a), close(b);
+}
+
+/* A flood of ConnectRequests (200 in one write) from one peer: the first
+ * burst (20) pair, the rest get RATE_LIMITED with their request ids; the
+ * callee sees only the sessions that were made; another pair connects at
+ * once meanwhile. */
+Test(rendezvous, connect_flood_is_rate_limited_and_others_unaffected)
+{
+    enum { FLOOD = 200 };
+    int m = tcp_client(), v = tcp_client(), c = tcp_client(), d = tcp_client();
+    Punchline__Envelope *k;
+    do_register(m, "mallory", &k), wire_free(k);
+    do_register_key(v, "victim", key_b, &k), wire_free(k);
+    do_register(c, "carol", &k), wire_free(k);
+    do_register_key(d, "dave", key_b, &k), wire_free(k);
+    uint64_t relay0 = server_relay_stats(srv)->sessions_created;
+
+    static uint8_t flood[FLOOD * 32];
+    size_t n = 0;
+    for (uint32_t i = 0; i < FLOOD; i++) {
+        Punchline__ConnectRequest cr = PUNCHLINE__CONNECT_REQUEST__INIT;
+        cr.peer_name = "victim";
+        cr.request_id = 1000 + i;
+        Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+        env.body_case = PUNCHLINE__ENVELOPE__BODY_CONNECT_REQUEST;
+        env.connect_request = &cr;
+        int e = wire_encode(&env, flood + n + FRAME_HEADER, sizeof(flood) - n - FRAME_HEADER);
+        cr_assert_gt(e, 0);
+        frame_put_header(flood + n, (uint32_t)e);
+        n += FRAME_HEADER + (size_t)e;
+    }
+    send_raw(m, flood, n);
+    uint64_t t0 = time_now_ms();
+    send_connect(c, "dave", 7);
+    expect_body(c, PUNCHLINE__ENVELOPE__BODY_CANDIDATES);
+    expect_body(c, PUNCHLINE__ENVELOPE__BODY_PUNCH_START);
+    uint64_t honest_ms = time_now_ms() - t0;
+    cr_log_info("honest connect during the flood: %llu ms", (unsigned long long)honest_ms);
+    cr_assert_lt(honest_ms, 1000, "an honest connect waited %llu ms", (unsigned long long)honest_ms);
+
+    /* every flood request answered exactly once: a session or RATE_LIMITED */
+    static bool answered[FLOOD];
+    int sessions = 0, limited = 0;
+    while (sessions + limited < FLOOD) {
+        Punchline__Envelope *e = recv_env(m);
+        cr_assert_not_null(e, "the flooder was disconnected");
+        uint32_t rid = 0;
+        if (e->body_case == PUNCHLINE__ENVELOPE__BODY_ERROR) {
+            cr_assert_eq(e->error->code, PUNCHLINE__ERROR_CODE__RATE_LIMITED);
+            rid = e->error->request_id;
+            limited++;
+        } else if (e->body_case == PUNCHLINE__ENVELOPE__BODY_PUNCH_START) {
+            rid = e->punch_start->request_id;
+            sessions++;
+        } else {
+            cr_assert_eq(e->body_case, PUNCHLINE__ENVELOPE__BODY_CANDIDATES, "got %s", wire_body_name(e));
+            wire_free(e);
+            continue;
+        }
+        cr_assert(rid >= 1000 && rid < 1000 + FLOOD && !answered[rid - 1000], "request id %u", rid);
+        answered[rid - 1000] = true;
+        wire_free(e);
+    }
+    cr_log_info("flood of %d: %d sessions, %d RATE_LIMITED", FLOOD, sessions, limited);
+    cr_assert_geq(sessions, 20, "the burst of 20 is served");
+    cr_assert_leq(sessions, 22, "rate limit not applied");
+    /* the victim heard only of the sessions that were made */
+    for (int i = 0; i < sessions; i++) {
+        expect_body(v, PUNCHLINE__ENVELOPE__BODY_INCOMING);
+        expect_body(v, PUNCHLINE__ENVELOPE__BODY_CANDIDATES);
+        expect_body(v, PUNCHLINE__ENVELOPE__BODY_PUNCH_START);
+    }
+    cr_assert_not(pump_until_readable(v, 200), "more sessions reached the victim");
+    cr_assert_eq(server_relay_stats(srv)->sessions_created - relay0, (uint64_t)sessions + 1);
+    close(m), close(v), close(c), close(d);
+    expect_still_serving();
+}
+
+/* Resource limits: registered peers (--max-peers) and open connections
+ * (--max-conns).  Over the first, Register gets SERVER_FULL and a close;
+ * at the second, a new connection is closed at once.  Both free up. */
+Test(rendezvous, max_peers_and_max_conns)
+{
+    server_free(srv);
+    server_config cfg = {.log_level = SRV_LOG_ERROR, .max_peers = 2, .max_conns = 4};
+    cr_assert_eq(netaddr_parse("127.0.0.1:0", &cfg.listen, false), 0);
+    char err[256];
+    srv = server_new(loop, &cfg, err, sizeof(err));
+    cr_assert_not_null(srv, "server_new: %s", err);
+    server_local_addr(srv, &srv_addr);
+    Punchline__Envelope *k;
+    int p1 = tcp_client(), p2 = tcp_client(), p3 = tcp_client();
+    do_register(p1, "one", &k), wire_free(k);
+    do_register(p2, "two", &k), wire_free(k);
+    send_register(p3, "three", key_a, NULL);
+    expect_refused(p3, PUNCHLINE__ERROR_CODE__SERVER_FULL);
+    /* 4 connections at most: the 5th is closed without a ServerHello */
+    int c3 = tcp_client(), c4 = tcp_client();
+    int x = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_eq(connect(x, &srv_addr.u.sa, srv_addr.len), 0);
+    expect_closed(x);
+    close(x);
+    close(c4);
+    close(p2); /* a registered peer leaves: room for both again */
+    for (int i = 0; i < 20; i++)
+        ev_run(loop, EVRUN_NOWAIT), usleep(1000);
+    int p4 = tcp_client();
+    do_register(p4, "four", &k), wire_free(k);
+    close(p1), close(c3), close(p4);
+}
+
+/* A TCP connection from a given loopback address (127.0.0.x); no reads. */
+static int connect_from(const char *ip)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    inet_pton(AF_INET, ip, &a.sin_addr);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0, "bind %s: %s", ip, strerror(errno));
+    cr_assert_eq(connect(fd, &srv_addr.u.sa, srv_addr.len), 0);
+    return fd;
+}
+
+/* New connections per source (--per-ip-rate): over the burst, one source's
+ * connections get RATE_LIMITED and a close; another source is not
+ * affected. */
+Test(rendezvous, per_source_connection_rate)
+{
+    server_free(srv);
+    server_config cfg = {.log_level = SRV_LOG_ERROR, .per_ip_rate = 5, .per_ip_pending = 1000};
+    cr_assert_eq(netaddr_parse("127.0.0.1:0", &cfg.listen, false), 0);
+    char err[256];
+    srv = server_new(loop, &cfg, err, sizeof(err));
+    cr_assert_not_null(srv, "server_new: %s", err);
+    server_local_addr(srv, &srv_addr);
+    enum { N = 20 };
+    int fds[N], hello = 0, limited = 0;
+    for (int i = 0; i < N; i++)
+        fds[i] = connect_from("127.0.0.1");
+    for (int i = 0; i < N; i++) {
+        Punchline__Envelope *e = recv_env(fds[i]);
+        cr_assert_not_null(e, "closed without a word");
+        if (e->body_case == PUNCHLINE__ENVELOPE__BODY_SERVER_HELLO)
+            hello++;
+        else if (e->body_case == PUNCHLINE__ENVELOPE__BODY_ERROR &&
+                 e->error->code == PUNCHLINE__ERROR_CODE__RATE_LIMITED)
+            limited++, expect_closed(fds[i]);
+        else
+            cr_assert_fail("got %s", wire_body_name(e));
+        wire_free(e);
+    }
+    cr_log_info("%d connections at once from one source: %d served, %d refused", N, hello, limited);
+    cr_assert_geq(hello, 10, "the burst (2 x rate) is served");
+    cr_assert_gt(limited, 0, "no connection refused");
+    /* another source is served at once */
+    int o = connect_from("127.0.0.2");
+    expect_body(o, PUNCHLINE__ENVELOPE__BODY_SERVER_HELLO);
+    close(o);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+}
+
+/* Bounded per-connection queues on the TCP relay (PROTOCOL.md 5.2): one
+ * session's receiver stops reading; the other session keeps flowing at
+ * full speed, the stalled one holds at most RELAY_HIGH + one chunk
+ * (buffer: 512 KiB) in the server, and everything arrives, in order, once
+ * the receiver reads again. */
+Test(rendezvous, relay_tcp_stalled_receiver_stalls_only_its_session, .timeout = 60)
+{
+    pair p1, p2;
+    make_pair_names(&p1, "alice", "bob", true, PUNCHLINE__TRANSPORT__TRANSPORT_RELAY);
+    make_pair_names(&p2, "carol", "dave", true, PUNCHLINE__TRANSPORT__TRANSPORT_RELAY);
+    int a1 = open_relay(p1.sid, p1.secret, PUNCHLINE__ROLE__CONTROLLING, true);
+    int b1 = open_relay(p1.sid, p1.secret, PUNCHLINE__ROLE__CONTROLLED, true);
+    expect_ready(a1, p1.sid), expect_ready(b1, p1.sid);
+    int a2 = open_relay(p2.sid, p2.secret, PUNCHLINE__ROLE__CONTROLLING, true);
+    int b2 = open_relay(p2.sid, p2.secret, PUNCHLINE__ROLE__CONTROLLED, true);
+    expect_ready(a2, p2.sid), expect_ready(b2, p2.sid);
+    fcntl(a1, F_SETFL, O_NONBLOCK);
+    fcntl(a2, F_SETFL, O_NONBLOCK);
+
+    enum { N = 4 << 20, SEND_MAX = 64 << 20 };
+    static uint8_t pat[1 << 16], in[1 << 16];
+    for (size_t i = 0; i < sizeof(pat); i++)
+        pat[i] = (uint8_t)(i * 13 + (i >> 8));
+    size_t sent1 = 0, sent2 = 0, got2 = 0, largest = 0;
+    uint64_t t0 = time_now_ms();
+    while (got2 < N) {
+        cr_assert_lt(time_now_ms() - t0, 30000, "the healthy session stalled at %zu of %d", got2, N);
+        ssize_t w;
+        if (sent1 < SEND_MAX &&
+            (w = send(a1, pat + sent1 % sizeof(pat), sizeof(pat) - sent1 % sizeof(pat), MSG_NOSIGNAL)) > 0)
+            sent1 += (size_t)w;
+        if (sent2 < N &&
+            (w = send(a2, pat + sent2 % sizeof(pat), sizeof(pat) - sent2 % sizeof(pat), MSG_NOSIGNAL)) > 0)
+            sent2 += (size_t)w;
+        ev_run(loop, EVRUN_NOWAIT);
+        ssize_t r = recv(b2, in, sizeof(in) - got2 % sizeof(in), MSG_DONTWAIT);
+        if (r > 0) {
+            cr_assert_eq(memcmp(in, pat + got2 % sizeof(pat), (size_t)r), 0, "session 2 bytes differ");
+            got2 += (size_t)r;
+        }
+        size_t big;
+        server_queued_bytes(srv, &big);
+        largest = big > largest ? big : largest;
+    }
+    /* the stalled sender: blocked by its socket buffers, not by the server's memory */
+    for (int i = 0; i < 200; i++) {
+        ssize_t w = send(a1, pat + sent1 % sizeof(pat), sizeof(pat) - sent1 % sizeof(pat), MSG_NOSIGNAL);
+        if (w > 0)
+            sent1 += (size_t)w;
+        ev_run(loop, EVRUN_NOWAIT);
+        size_t big;
+        server_queued_bytes(srv, &big);
+        largest = big > largest ? big : largest;
+    }
+    cr_log_info("healthy session: %d bytes in %llu ms; stalled sender wrote %zu bytes; largest "
+                "server queue %zu bytes", N, (unsigned long long)(time_now_ms() - t0), sent1, largest);
+    cr_assert_lt(sent1, (size_t)SEND_MAX, "the stalled session was never paused");
+    cr_assert_leq(largest, (size_t)512 * 1024, "a connection's queue grew to %zu bytes", largest);
+    /* the stalled receiver reads again: all of it, in order */
+    size_t got1 = 0;
+    while (got1 < sent1) {
+        cr_assert(pump_until_readable(b1, 3000), "stalled session lost bytes: %zu of %zu", got1, sent1);
+        ssize_t r = recv(b1, in, sizeof(in) - got1 % sizeof(in), MSG_DONTWAIT);
+        if (r <= 0)
+            continue;
+        cr_assert_eq(memcmp(in, pat + got1 % sizeof(pat), (size_t)r), 0, "session 1 bytes differ");
+        got1 += (size_t)r;
+    }
+    close(a1), close(b1), close(a2), close(b2);
+    free_pair(&p1);
+    free_pair(&p2);
 }

@@ -1110,3 +1110,40 @@ Test(wire, secure_record_acceptance)
     cr_assert_eq(wire_secure_accept(secret, 42, &m, true), WIRE_SECURE_AEAD);
     cr_assert_eq(wire_secure_accept(secret, 42, &m, false), WIRE_SECURE_DROP);
 }
+
+/* Canonical encoding only (PROTOCOL.md 1.3): what decodes must re-encode to
+ * the same size, which refuses what a C decoder would otherwise take in a
+ * different meaning or that no honest encoder sends. */
+Test(decode, non_canonical_encodings_are_malformed)
+{
+    pb inner = {.n = 0}, p = {.n = 0};
+    /* control: Register{name "a"} decodes */
+    pb_bytes(&inner, 1, "a", 1);
+    pb_uint(&p, 1, WIRE_VERSION);
+    pb_bytes(&p, 10, inner.b, inner.n);
+    cr_assert_eq(decode(p.b, p.n, NULL), WIRE_OK);
+    /* "a\0b": protobuf-c would hand out "a" */
+    inner.n = p.n = 0;
+    pb_bytes(&inner, 1, "a\0b", 3);
+    pb_uint(&p, 1, WIRE_VERSION);
+    pb_bytes(&p, 10, inner.b, inner.n);
+    cr_assert_eq(decode(p.b, p.n, NULL), WIRE_E_MALFORMED, "embedded NUL in a name");
+    /* the name sent twice (the last one would win) */
+    inner.n = p.n = 0;
+    pb_bytes(&inner, 1, "mallory", 7);
+    pb_bytes(&inner, 1, "alice", 5);
+    pb_uint(&p, 1, WIRE_VERSION);
+    pb_bytes(&p, 10, inner.b, inner.n);
+    cr_assert_eq(decode(p.b, p.n, NULL), WIRE_E_MALFORMED, "a singular field twice");
+    /* the version twice; a padded varint; an explicit default value */
+    const uint8_t twice[] = {0x08, WIRE_VERSION, 0x08, WIRE_VERSION, 0x62, 0x00};
+    const uint8_t padded[] = {0x08, 0x80 | WIRE_VERSION, 0x00, 0x62, 0x00};
+    const uint8_t dflt[] = {0x08, WIRE_VERSION, 0x62, 0x02, 0x08, 0x00};
+    const uint8_t body2[] = {0x08, WIRE_VERSION, 0x62, 0x00, 0x62, 0x00};
+    const uint8_t ok[] = {0x08, WIRE_VERSION, 0x62, 0x00};
+    cr_assert_eq(decode(twice, sizeof(twice), NULL), WIRE_E_MALFORMED, "version twice");
+    cr_assert_eq(decode(padded, sizeof(padded), NULL), WIRE_E_MALFORMED, "padded varint");
+    cr_assert_eq(decode(dflt, sizeof(dflt), NULL), WIRE_E_MALFORMED, "explicit default");
+    cr_assert_eq(decode(body2, sizeof(body2), NULL), WIRE_E_MALFORMED, "body twice");
+    cr_assert_eq(decode(ok, sizeof(ok), NULL), WIRE_OK);
+}
