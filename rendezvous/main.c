@@ -58,6 +58,9 @@ static void usage(FILE *f)
             "                           0 = no limit)\n"
             "      --relay-idle SEC     end a session after SEC s without relayed data\n"
             "                           (default 60; peers keep a relay path alive every 15 s)\n"
+            "      --relay-unused SEC   with the table full, a session that relayed nothing in\n"
+            "                           SEC s since it was made gives way to a new one\n"
+            "                           (default 10; peers use theirs within a second)\n"
             "  SIZE is a number with an optional K, M or G suffix (powers of 1024).\n"
             "\n"
             "Access tokens (time-limited, per peer name; the TURN REST-API pattern):\n"
@@ -146,7 +149,7 @@ int main(int argc, char **argv)
         {"relay-session-bytes", required_argument, 0, 'B'},
         {"relay-session-rate", required_argument, 0, 'r'},
         {"relay-bandwidth", required_argument, 0, 'b'},
-        {"relay-idle", required_argument, 0, 'i'},
+        {"relay-idle", required_argument, 0, 'i'}, {"relay-unused", required_argument, 0, 'U'},
         {"auth-secret", required_argument, 0, 'A'},
         {"mint-token", required_argument, 0, 'T'},
         {"token-ttl", required_argument, 0, 't'},
@@ -272,6 +275,13 @@ int main(int argc, char **argv)
                 return 2;
             }
             cfg.relay.idle_ms = (uint32_t)(v * 1000);
+            break;
+        case 'U':
+            if (parse_uint(optarg, 1, 86400, &v)) {
+                fprintf(stderr, "punchline-rendezvous: --relay-unused takes 1..86400 seconds\n");
+                return 2;
+            }
+            cfg.relay.unused_ms = (uint32_t)(v * 1000);
             break;
         case 'A':
             secret_path = optarg;

@@ -85,6 +85,8 @@ relay *relay_new(const relay_limits *lim, uint64_t now)
         r->lim.max_sessions = 1000;
     if (!r->lim.idle_ms)
         r->lim.idle_ms = 60000;
+    if (!r->lim.unused_ms)
+        r->lim.unused_ms = 10000;
     bucket_init(&r->global, r->lim.global_rate, now);
     return r;
 }
@@ -121,11 +123,29 @@ relay_session *relay_find(const relay *r, uint64_t id)
     return NULL;
 }
 
+/* The oldest session that never carried a byte, has no relay-tcp side and
+ * is older than unused_ms, removed; false if there is none.  A scan of the
+ * table, only when it is full. */
+static bool evict_unused(relay *r, uint64_t now)
+{
+    relay_session *old = NULL;
+    for (size_t i = 0; i < RELAY_BUCKETS; i++)
+        for (relay_session *s = r->tab[i]; s; s = s->next)
+            if (!s->bytes && !s->tcp[0] && !s->tcp[1] && now >= s->created_ms + r->lim.unused_ms &&
+                (!old || s->created_ms < old->created_ms))
+                old = s;
+    if (!old)
+        return false;
+    relay_remove(r, old);
+    r->st.sessions_evicted_unused++;
+    return true;
+}
+
 relay_session *relay_create(relay *r, uint64_t id, const uint8_t secret[WIRE_SECRET_LEN],
                             const char *name_a, const netaddr *udp_a, const char *name_b,
                             const netaddr *udp_b, uint64_t now)
 {
-    if (r->st.sessions_active >= r->lim.max_sessions) {
+    if (r->st.sessions_active >= r->lim.max_sessions && !evict_unused(r, now)) {
         r->st.sessions_refused_full++;
         return NULL;
     }
@@ -308,12 +328,13 @@ void relay_format_stats(const relay *r, char *buf, size_t cap)
     const relay_stats *t = &r->st;
     snprintf(buf, cap,
              "relay: sessions active=%llu created=%llu refused_full=%llu ended_idle=%llu "
-             "ended_quota=%llu; udp packets=%llu bytes=%llu; tcp bytes=%llu; drops "
+             "ended_quota=%llu evicted_unused=%llu; udp packets=%llu bytes=%llu; tcp bytes=%llu; drops "
              "unknown_session=%llu bad_source=%llu no_destination=%llu rate=%llu quota=%llu; "
              "tcp_refused=%llu tcp_rate_pauses=%llu",
              (unsigned long long)t->sessions_active, (unsigned long long)t->sessions_created,
              (unsigned long long)t->sessions_refused_full, (unsigned long long)t->sessions_ended_idle,
-             (unsigned long long)t->sessions_ended_quota, (unsigned long long)t->udp_packets,
+             (unsigned long long)t->sessions_ended_quota,
+             (unsigned long long)t->sessions_evicted_unused, (unsigned long long)t->udp_packets,
              (unsigned long long)t->udp_bytes, (unsigned long long)t->tcp_bytes,
              (unsigned long long)t->drop_unknown_session, (unsigned long long)t->drop_bad_source,
              (unsigned long long)t->drop_no_destination, (unsigned long long)t->drop_rate,

@@ -27,6 +27,9 @@ typedef struct relay_limits {
     uint64_t session_rate;     /* bytes/s per session; 0 = no limit */
     uint64_t global_rate;      /* bytes/s over all sessions; 0 = no limit */
     uint32_t idle_ms;          /* a session with no relayed byte for this long ends; 0 = 60000 */
+    uint32_t unused_ms;        /* with the table full, a session that has relayed nothing and
+                                  has no relay-tcp side attached this long after its creation
+                                  makes room for a new one; 0 = 10000 */
 } relay_limits;
 
 typedef struct relay_stats {
@@ -34,6 +37,7 @@ typedef struct relay_stats {
     uint64_t tcp_bytes;                /* spliced */
     uint64_t sessions_created, sessions_active, sessions_refused_full;
     uint64_t sessions_ended_idle, sessions_ended_quota;
+    uint64_t sessions_evicted_unused;  /* made room in a full table (never used) */
     uint64_t drop_unknown_session;     /* relayed datagram for no session */
     uint64_t drop_bad_source;          /* from an address that is not a side of the session */
     uint64_t drop_no_destination;      /* the other side has no UDP endpoint */
@@ -76,8 +80,12 @@ const relay_limits *relay_get_limits(const relay *r);
 const relay_stats *relay_get_stats(const relay *r);
 
 /* A session the rendezvous just paired; udp_a/udp_b may be NULL or empty
- * (that side registered no UDP endpoint).  NULL if the table is full (counted)
- * or the id is taken. */
+ * (that side registered no UDP endpoint).  In a full table the oldest
+ * session that never relayed a byte (nor has a relay-tcp side waiting) and
+ * is older than unused_ms is removed to make room: honest peers use their
+ * relay within a second of PunchStart (PROTOCOL.md 5.4), so a flood of
+ * connect requests cannot keep later pairs from the relay.  NULL if the
+ * table is full all the same (counted) or the id is taken. */
 relay_session *relay_create(relay *r, uint64_t id, const uint8_t secret[WIRE_SECRET_LEN],
                             const char *name_a, const netaddr *udp_a, const char *name_b,
                             const netaddr *udp_b, uint64_t now);

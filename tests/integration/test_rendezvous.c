@@ -2169,3 +2169,50 @@ Test(rendezvous, relay_tcp_stalled_receiver_stalls_only_its_session, .timeout = 
     free_pair(&p1);
     free_pair(&p2);
 }
+
+/* A flood of connect requests fills the relay table with sessions nobody
+ * uses; a later honest pair still gets the relay: the oldest session that
+ * relayed nothing for --relay-unused (300 ms here) gives way. */
+Test(rendezvous, relay_table_flood_does_not_lock_out_later_pairs)
+{
+    server_free(srv);
+    server_config cfg = {.log_level = SRV_LOG_ERROR,
+                         .relay = {.max_sessions = 4, .unused_ms = 300}};
+    cr_assert_eq(netaddr_parse("127.0.0.1:0", &cfg.listen, false), 0);
+    char err[256];
+    srv = server_new(loop, &cfg, err, sizeof(err));
+    cr_assert_not_null(srv, "server_new: %s", err);
+    server_local_addr(srv, &srv_addr);
+    int m = tcp_client(), v = tcp_client();
+    Punchline__Envelope *k;
+    do_register(m, "mallory", &k), wire_free(k);
+    do_register_key(v, "victim", key_b, &k), wire_free(k);
+    for (uint32_t i = 0; i < 10; i++)
+        send_connect_tr(m, "victim", i, PUNCHLINE__TRANSPORT__TRANSPORT_RELAY);
+    int sessions = 0, full = 0;
+    while (sessions + full < 10) {
+        Punchline__Envelope *e = recv_env(m);
+        cr_assert_not_null(e);
+        if (e->body_case == PUNCHLINE__ENVELOPE__BODY_PUNCH_START)
+            sessions++;
+        else if (e->body_case == PUNCHLINE__ENVELOPE__BODY_ERROR) {
+            cr_assert_eq(e->error->code, PUNCHLINE__ERROR_CODE__SERVER_FULL);
+            full++;
+        }
+        wire_free(e);
+    }
+    cr_assert_eq(sessions, 4, "the table holds 4");
+    /* unused for 300 ms: an honest relay-only pair gets a session */
+    for (int i = 0; i < 40; i++)
+        ev_run(loop, EVRUN_NOWAIT), usleep(10000);
+    pair p;
+    make_pair_names(&p, "carol", "dave", true, PUNCHLINE__TRANSPORT__TRANSPORT_RELAY);
+    cr_assert_eq(p.relay_tcp, 1, "no relay for a later pair");
+    cr_assert_eq(p.relay_udp, 1);
+    cr_assert_eq(server_relay_stats(srv)->sessions_evicted_unused, 1);
+    /* and the relay works for it */
+    send_relayed(p.ua, p.sid, "honest");
+    expect_relayed(p.ub, p.sid, "honest");
+    free_pair(&p);
+    close(m), close(v);
+}

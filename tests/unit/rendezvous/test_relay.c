@@ -161,6 +161,48 @@ Test(relay, table_limit_and_duplicate_ids)
     relay_free(r);
 }
 
+/* A full table makes room by removing the oldest session that never
+ * relayed a byte, has no relay-tcp side attached and is older than
+ * unused_ms (a flood of connect requests must not keep later pairs from the
+ * relay); used, attached and young sessions are never removed for it. */
+Test(relay, full_table_evicts_the_oldest_unused_session)
+{
+    relay *r = new_relay(4, 0, 0, 0, 0, T0);
+    const uint32_t U = relay_get_limits(r)->unused_ms;
+    cr_assert_eq(U, 10000, "default");
+    netaddr a = addr("203.0.113.1:6000"), b = addr("198.51.100.2:8000");
+    uint8_t secret[WIRE_SECRET_LEN];
+    secret_of(secret, 1);
+    const relay_stats *st = relay_get_stats(r);
+    relay_session *used = pair(r, 1, &a, &b, T0);
+    relay_session *tcp = pair(r, 2, &a, &b, T0 + 1);
+    pair(r, 3, &a, &b, T0 + 2);         /* unused: the oldest such */
+    pair(r, 4, &a, &b, T0 + 3);         /* unused, younger */
+    cr_assert_not_null(relay_route_udp(r, 1, &a, 100, T0 + 5), "session 1 relays");
+    static int attached;
+    tcp->tcp[1] = &attached;            /* a relay-tcp side waits on session 2 */
+    (void)used;
+    /* too young to be called unused: refused */
+    cr_assert_null(relay_create(r, 5, secret, "x", &a, "y", &b, T0 + U - 1));
+    cr_assert_eq(st->sessions_refused_full, 1);
+    cr_assert_eq(st->sessions_evicted_unused, 0);
+    /* now 3 goes, then 4, then nothing is left to evict */
+    cr_assert_not_null(relay_create(r, 5, secret, "x", &a, "y", &b, T0 + U + 2));
+    cr_assert_null(relay_find(r, 3));
+    cr_assert_not_null(relay_create(r, 6, secret, "x", &a, "y", &b, T0 + U + 3));
+    cr_assert_null(relay_find(r, 4));
+    cr_assert_null(relay_create(r, 7, secret, "x", &a, "y", &b, T0 + U + 4), "5 and 6 are young");
+    cr_assert_not_null(relay_find(r, 1), "a session that relayed is kept");
+    cr_assert_not_null(relay_find(r, 2), "a session with a relay-tcp side is kept");
+    cr_assert_eq(st->sessions_evicted_unused, 2);
+    cr_assert_eq(st->sessions_active, 4);
+    char buf[1024];
+    relay_format_stats(r, buf, sizeof(buf));
+    cr_assert_not_null(strstr(buf, "evicted_unused=2"), "%s", buf);
+    tcp->tcp[1] = NULL;
+    relay_free(r);
+}
+
 /* ---- session byte quota ------------------------------------------------- */
 
 /* session_bytes = 1000 and 400-byte datagrams: two pass (800), the third
