@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "lineedit.h"
+#include "peer_cli.h"
 #include "sanitize.h"
 #include "punchline/punchline.h"
 
@@ -63,26 +64,20 @@ static void usage(FILE *f)
             "too, and exits 0.  On a terminal it runs an interactive prompt.\n"
             "\n"
             "Options:\n"
-            "  -s, --server HOST:PORT   rendezvous server (required)\n"
-            "  -n, --name NAME          this peer's name: 1-63 of A-Z a-z 0-9 . _ - (required)\n"
+            PEER_CLI_HELP_SERVER_NAME
             "  -p, --peer NAME          connect to NAME instead of waiting\n"
-            "  -t, --transport T        auto (default): start on the rendezvous relay, punch\n"
-            "                           UDP and TCP at the same time, move to the direct path\n"
-            "                           once it works; udp or tcp: that hole punching only;\n"
-            "                           relay: the rendezvous relay only\n"
+            PEER_CLI_HELP_TRANSPORT
             "  -T, --timeout SEC        give up if not connected within SEC (default 30; 0 = never)\n"
             "      --keepalive SEC      keepalive/consent check interval on every path\n"
             "                           (default 15, 1..25)\n"
             "      --path-timeout SEC   a path that answers nothing for SEC is dead: the\n"
             "                           connection moves to another path, or fails (default 30;\n"
             "                           at least the keepalive + 2)\n"
-            "  -i, --identity FILE      identity key (ECDSA P-256, PEM), created with mode 0600\n"
-            "                           if missing (default $XDG_CONFIG_HOME/punchline/\n"
-            "                           identity.pem, else ~/.config/punchline/identity.pem)\n"
+            PEER_CLI_HELP_IDENTITY
             "      --show-id            print this peer's id (the key's fingerprint) and exit\n"
             "      --peer-id ID         accept only a peer whose key has this id, whatever the\n"
             "                           rendezvous says; anything else fails with exit 1\n"
-            "      --token TOKEN        access token for a rendezvous run with --auth-secret\n"
+            PEER_CLI_HELP_TOKEN
             "      --tls-ca FILE        talk to the rendezvous over TLS, verifying its\n"
             "                           certificate (and the --server host name) with FILE\n"
             "      --tls-fingerprint ID talk to the rendezvous over TLS, accepting only its key\n"
@@ -102,11 +97,9 @@ static void usage(FILE *f)
             "usage errors.\n");
 }
 
-static void log_cb(int level, const char *msg, void *user)
+/* The library's log lines go above the prompt (peer_cli.h). */
+static void print_status(const char *line, void *user)
 {
-    static const char *names[] = {"error", "warn", "info", "debug"};
-    char line[600];
-    snprintf(line, sizeof(line), "punchline: %s: %s", names[level], msg);
     le_print(stderr, line);
 }
 
@@ -372,77 +365,28 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     finish(ch, 130);
 }
 
-static int parse_transport(const char *s)
-{
-    if (!strcmp(s, "auto")) return PL_TRANSPORT_AUTO;
-    if (!strcmp(s, "udp")) return PL_TRANSPORT_UDP;
-    if (!strcmp(s, "tcp")) return PL_TRANSPORT_TCP;
-    if (!strcmp(s, "relay")) return PL_TRANSPORT_RELAY;
-    return -1;
-}
-
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"server", required_argument, 0, 's'}, {"name", required_argument, 0, 'n'},
-        {"peer", required_argument, 0, 'p'},   {"transport", required_argument, 0, 't'},
-        {"timeout", required_argument, 0, 'T'}, {"verbose", no_argument, 0, 'v'},
-        {"keepalive", required_argument, 0, 'K'}, {"path-timeout", required_argument, 0, 'P'},
-        {"identity", required_argument, 0, 'i'}, {"show-id", no_argument, 0, 'S'},
-        {"peer-id", required_argument, 0, 'I'}, {"token", required_argument, 0, 'k'},
-        {"tls-ca", required_argument, 0, 'c'}, {"tls-fingerprint", required_argument, 0, 'f'},
-        {"stun", required_argument, 0, 'U'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
-    const char *identity = NULL, *token = NULL, *tls_ca = NULL, *tls_fp = NULL, *stun = NULL;
-    bool show_id = false;
-    char idpath[1024], myid[PL_ID_LEN + 1], err[512];
-    unsigned long keepalive_s = 0, path_timeout_s = 0;
-    chat ch = {.timeout_s = 30, .exit_code = 1};
-    const char *server = NULL, *name = NULL;
-    int verbosity = PL_LOG_WARN, c;
-    char *end;
+        {"peer", required_argument, 0, 'p'}, {"transport", required_argument, 0, 't'},
+        PEER_CLI_LONG_OPTIONS,
+        {"help", no_argument, 0, 'h'},       {0, 0, 0, 0}};
+    chat ch = {.exit_code = 1};
+    peer_cli o;
+    int c, rc;
 
-    while ((c = getopt_long(argc, argv, "s:n:p:t:T:i:vh", opts, NULL)) != -1) {
+    peer_cli_init(&o, "punchline-chat", 30);
+    while ((c = peer_cli_getopt(&o, argc, argv, PEER_CLI_SHORT_OPTIONS "p:t:h", opts)) != -1) {
         switch (c) {
-        case 'i': identity = optarg; break;
-        case 'S': show_id = true; break;
-        case 'I': ch.peer_id = optarg; break;
-        case 'k': token = optarg; break;
-        case 'c': tls_ca = optarg; break;
-        case 'f': tls_fp = optarg; break;
-        case 'U': stun = optarg; break;
-        case 's': server = optarg; break;
-        case 'n': name = optarg; break;
+        case PEER_CLI_BAD: return 2;
         case 'p': ch.peer_name = optarg; break;
         case 't':
-            ch.transport = parse_transport(optarg);
+            ch.transport = peer_cli_transport(optarg);
             if (ch.transport < 0) {
                 fprintf(stderr, "punchline-chat: --transport must be auto, udp, tcp or relay\n");
                 return 2;
             }
             break;
-        case 'T':
-            ch.timeout_s = strtod(optarg, &end);
-            if (*end || ch.timeout_s < 0 || ch.timeout_s > 86400) {
-                fprintf(stderr, "punchline-chat: --timeout takes 0..86400 seconds\n");
-                return 2;
-            }
-            break;
-        case 'K':
-            keepalive_s = strtoul(optarg, &end, 10);
-            if (*end || !*optarg || *optarg == '-' || keepalive_s < 1 || keepalive_s > 25) {
-                fprintf(stderr, "punchline-chat: --keepalive takes 1..25 seconds\n");
-                return 2;
-            }
-            break;
-        case 'P':
-            path_timeout_s = strtoul(optarg, &end, 10);
-            if (*end || !*optarg || *optarg == '-' || path_timeout_s < 2 || path_timeout_s > 3600) {
-                fprintf(stderr, "punchline-chat: --path-timeout takes 2..3600 seconds\n");
-                return 2;
-            }
-            break;
-        case 'v': verbosity = verbosity < PL_LOG_DEBUG ? verbosity + 1 : verbosity; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -451,63 +395,28 @@ int main(int argc, char **argv)
         fprintf(stderr, "punchline-chat: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    if (!identity) {
-        if (pl_identity_default_path(idpath, sizeof(idpath)) != 0) {
-            fprintf(stderr, "punchline-chat: neither XDG_CONFIG_HOME nor HOME is set: "
-                            "give the key file with --identity FILE\n");
-            return 2;
-        }
-        identity = idpath;
-    }
-    if (pl_identity_id(identity, 1, myid, sizeof(myid), err, sizeof(err)) != 0) {
-        fprintf(stderr, "punchline-chat: %s\n", err);
-        return 1;
-    }
-    if (show_id) {
-        printf("%s\n", myid);
-        return 0;
-    }
-    if (ch.peer_id) {
-        /* validate now, so a typo is a usage error and not a failed connection */
-        if (strlen(ch.peer_id) != PL_ID_LEN || strspn(ch.peer_id, "abcdefghijklmnopqrstuvwxyz"
-                                                                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") != PL_ID_LEN) {
-            fprintf(stderr, "punchline-chat: --peer-id wants the %d-character id the other side's "
-                            "--show-id prints\n", PL_ID_LEN);
-            return 2;
-        }
-    }
-    if (tls_ca && tls_fp) {
-        fprintf(stderr, "punchline-chat: give --tls-ca or --tls-fingerprint, not both\n");
-        return 2;
-    }
-    if (!server || !name) {
-        fprintf(stderr, "punchline-chat: --server and --name are required (see --help)\n");
-        return 2;
-    }
-    if (ch.peer_name && !strcmp(ch.peer_name, name)) {
-        fprintf(stderr, "punchline-chat: --peer must differ from --name\n");
-        return 2;
-    }
+    /* The key is read (or made) before the other checks, so a bad key file
+     * is said first, and --show-id works without --server. */
+    if (o.show_id)
+        return peer_cli_show_id(&o);
+    if ((rc = peer_cli_identity(&o, true)) != 0 ||
+        (rc = peer_cli_check(&o, ch.peer_name, "--help")) != 0)
+        return rc;
+    ch.peer_id = o.peer_id;
+    ch.timeout_s = o.timeout_s;
     signal(SIGPIPE, SIG_IGN);
     ch.loop = EV_DEFAULT;
     ch.tty = isatty(STDIN_FILENO) && isatty(STDERR_FILENO);
     fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
 
     pl_peer_config cfg = {
-        .loop = ch.loop, .server = server, .name = name,
-        .log = log_cb, .log_user = &ch, .log_level = verbosity,
+        .loop = ch.loop,
         .on_registered = on_registered, .on_incoming = on_incoming, .user = &ch,
-        .keepalive_ms = (uint32_t)(keepalive_s * 1000),
-        .path_timeout_ms = (uint32_t)(path_timeout_s * 1000),
-        .identity_file = identity, .auth_token = token,
-        .server_ca_file = tls_ca, .server_fingerprint = tls_fp, .stun_server = stun,
     };
-    int rc = pl_peer_new(&ch.peer, &cfg);
-    if (rc < 0) {
-        fprintf(stderr, "punchline-chat: %s\n", pl_strerror(rc));
+    o.print = print_status;
+    peer_cli_config(&o, &cfg);
+    if (peer_cli_start(&o, &cfg, &ch.peer) < 0)
         return 1;
-    }
-    fprintf(stderr, "identity id=%s file=%s\n", pl_peer_id(ch.peer), identity);
     if (ch.timeout_s > 0) {
         ev_timer_init(&ch.timeout_w, timeout_cb, ch.timeout_s, 0.);
         ch.timeout_w.data = &ch;

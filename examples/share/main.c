@@ -9,7 +9,6 @@
  * This file: options, the peer and its connection, timers and signals; the
  * directions are send.c and recv.c, the wire format msg.c, files file.c.
  */
-#include <errno.h>
 #include <ev.h>
 #include <getopt.h>
 #include <math.h>
@@ -20,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "peer_cli.h"
 #include "share.h"
 
 #define LINGER_S 10.0              /* wait for the peer's close after the outcome */
@@ -39,10 +39,7 @@ static void usage_send(FILE *f)
             "after the receiver confirmed the SHA-256 of the whole file.\n"
             "\n"
             "  -p, --peer NAME          the receiving peer (required)\n"
-            "  -t, --transport T        auto (default): start on the rendezvous relay, punch\n"
-            "                           UDP and TCP at the same time, move to the direct path\n"
-            "                           once it works; udp or tcp: that hole punching only;\n"
-            "                           relay: the rendezvous relay only\n");
+            PEER_CLI_HELP_TRANSPORT);
 }
 
 static void usage_recv(FILE *f)
@@ -65,17 +62,14 @@ static void usage_common(FILE *f)
     fprintf(f,
             "\n"
             "Common options:\n"
-            "  -s, --server HOST:PORT   rendezvous server (required)\n"
-            "  -n, --name NAME          this peer's name: 1-63 of A-Z a-z 0-9 . _ - (required)\n"
+            PEER_CLI_HELP_SERVER_NAME
             "      --peer-id ID         accept only a peer whose key has this id (pinning)\n"
             "  -T, --timeout SEC        give up if not connected within SEC (0 = never;\n"
             "                           default 30 for send, 0 for recv)\n"
             "      --keepalive SEC      keepalive interval on every path (default 15, 1..25)\n"
             "      --path-timeout SEC   a silent path is dead after SEC (default 30)\n"
-            "  -i, --identity FILE      identity key (ECDSA P-256, PEM), created with mode 0600\n"
-            "                           if missing (default $XDG_CONFIG_HOME/punchline/\n"
-            "                           identity.pem, else ~/.config/punchline/identity.pem)\n"
-            "      --token TOKEN        access token for a rendezvous run with --auth-secret\n"
+            PEER_CLI_HELP_IDENTITY
+            PEER_CLI_HELP_TOKEN
             "      --tls-ca FILE        TLS to the rendezvous, verified with this CA\n"
             "      --tls-fingerprint ID TLS to the rendezvous, accepting only this key\n"
             "      --stun HOST:PORT     also learn our public UDP address from this STUN server\n"
@@ -101,11 +95,11 @@ static void usage(FILE *f, const char *mode)
         fprintf(f, "\n       punchline-share --show-id [--identity FILE]   print this peer's id\n");
 }
 
-static void log_cb(int level, const char *msg, void *user)
+/* The library's log lines go above the progress bar (peer_cli.h). */
+static void print_status(const char *line, void *user)
 {
-    static const char *names[] = {"error", "warn", "info", "debug"};
     share *sh = user;
-    share_log(sh, "punchline: %s: %s", names[level], msg);
+    share_log(sh, "%s", line);
 }
 
 void share_exit(share *sh, int code)
@@ -395,35 +389,6 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* ---- options ----------------------------------------------------------- */
 
-static int parse_transport(const char *s)
-{
-    if (!strcmp(s, "auto")) return PL_TRANSPORT_AUTO;
-    if (!strcmp(s, "udp")) return PL_TRANSPORT_UDP;
-    if (!strcmp(s, "tcp")) return PL_TRANSPORT_TCP;
-    if (!strcmp(s, "relay")) return PL_TRANSPORT_RELAY;
-    return -1;
-}
-
-/* --keepalive/--path-timeout: a whole number of seconds in lo..hi. */
-static int parse_seconds(const char *opt, const char *s, unsigned long lo, unsigned long hi,
-                         unsigned long *out)
-{
-    char *end;
-    errno = 0;
-    *out = strtoul(s, &end, 10);
-    if (errno || *end || !*s || *s == '-' || *out < lo || *out > hi) {
-        fprintf(stderr, "punchline-share: %s takes %lu..%lu seconds\n", opt, lo, hi);
-        return -1;
-    }
-    return 0;
-}
-
-static bool valid_peer_id(const char *id)
-{
-    return strlen(id) == PL_ID_LEN &&
-           strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ234567") == PL_ID_LEN;
-}
-
 /* PUNCHLINE_SHARE_TEST_RATE: for tests only (docs/SHARE.md): cap the
  * sender at this many bytes per second, so a test can interrupt a
  * transfer half-way.  -1 if set but not a positive number. */
@@ -439,68 +404,31 @@ static double test_rate(void)
 
 int main(int argc, char **argv)
 {
-    enum { O_PEER_ID = 256, O_TOKEN, O_TLS_CA, O_TLS_FP, O_STUN, O_KEEPALIVE, O_PATH_TIMEOUT,
-           O_SHOW_ID };
     static const struct option opts[] = {
-        {"server", required_argument, 0, 's'},     {"name", required_argument, 0, 'n'},
-        {"peer", required_argument, 0, 'p'},       {"transport", required_argument, 0, 't'},
-        {"out", required_argument, 0, 'o'},        {"force", no_argument, 0, 'f'},
-        {"timeout", required_argument, 0, 'T'},    {"verbose", no_argument, 0, 'v'},
-        {"identity", required_argument, 0, 'i'},   {"peer-id", required_argument, 0, O_PEER_ID},
-        {"token", required_argument, 0, O_TOKEN},  {"tls-ca", required_argument, 0, O_TLS_CA},
-        {"tls-fingerprint", required_argument, 0, O_TLS_FP},
-        {"stun", required_argument, 0, O_STUN},    {"keepalive", required_argument, 0, O_KEEPALIVE},
-        {"path-timeout", required_argument, 0, O_PATH_TIMEOUT},
-        {"show-id", no_argument, 0, O_SHOW_ID},    {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    const char *identity = NULL, *token = NULL, *tls_ca = NULL, *tls_fp = NULL, *stun = NULL;
-    const char *server = NULL, *name = NULL, *mode = NULL;
-    const char *peer_opt = NULL, *transport_opt = NULL, *out_opt = NULL;
-    bool show_id = false, force = false, timeout_set = false;
-    char idpath[1024], myid[PL_ID_LEN + 1], err[512];
-    unsigned long keepalive_s = 0, path_timeout_s = 0;
-    share sh = {.timeout_s = 30, .exit_code = 1};
-    int verbosity = PL_LOG_WARN, c;
-    char *end;
+        {"peer", required_argument, 0, 'p'}, {"transport", required_argument, 0, 't'},
+        {"out", required_argument, 0, 'o'},  {"force", no_argument, 0, 'f'},
+        PEER_CLI_LONG_OPTIONS,
+        {"help", no_argument, 0, 'h'},       {0, 0, 0, 0}};
+    const char *mode = NULL, *peer_opt = NULL, *transport_opt = NULL, *out_opt = NULL;
+    bool force = false;
+    share sh = {.exit_code = 1};
+    peer_cli o;
+    int c, rc;
 
+    peer_cli_init(&o, "punchline-share", 30);
     /* The first word is the direction; the rest are options (and FILE). */
     if (argc >= 2 && (!strcmp(argv[1], "send") || !strcmp(argv[1], "recv"))) {
         mode = argv[1];
         argv[1] = argv[0];
         argv++, argc--;
     }
-    while ((c = getopt_long(argc, argv, "s:n:p:t:o:fT:i:vh", opts, NULL)) != -1) {
+    while ((c = peer_cli_getopt(&o, argc, argv, PEER_CLI_SHORT_OPTIONS "p:t:o:fh", opts)) != -1) {
         switch (c) {
-        case 's': server = optarg; break;
-        case 'n': name = optarg; break;
+        case PEER_CLI_BAD: return 2;
         case 'p': peer_opt = optarg; break;
         case 't': transport_opt = optarg; break;
         case 'o': out_opt = optarg; break;
         case 'f': force = true; break;
-        case 'i': identity = optarg; break;
-        case O_PEER_ID: sh.peer_id = optarg; break;
-        case O_TOKEN: token = optarg; break;
-        case O_TLS_CA: tls_ca = optarg; break;
-        case O_TLS_FP: tls_fp = optarg; break;
-        case O_STUN: stun = optarg; break;
-        case O_SHOW_ID: show_id = true; break;
-        case 'T':
-            sh.timeout_s = strtod(optarg, &end);
-            if (*end || !*optarg || !(sh.timeout_s >= 0 && sh.timeout_s <= 86400)) {
-                fprintf(stderr, "punchline-share: --timeout takes 0..86400 seconds\n");
-                return 2;
-            }
-            timeout_set = true;
-            break;
-        case O_KEEPALIVE:
-            if (parse_seconds("--keepalive", optarg, 1, 25, &keepalive_s) < 0)
-                return 2;
-            break;
-        case O_PATH_TIMEOUT:
-            if (parse_seconds("--path-timeout", optarg, 2, 3600, &path_timeout_s) < 0)
-                return 2;
-            break;
-        case 'v': verbosity = verbosity < PL_LOG_DEBUG ? verbosity + 1 : verbosity; break;
         case 'h': usage(stdout, mode); return 0;
         default:
             fprintf(stderr, "(see punchline-share%s%s --help)\n", mode ? " " : "", mode ? mode : "");
@@ -509,7 +437,7 @@ int main(int argc, char **argv)
     }
 
     /* what each form takes */
-    if (!mode && !show_id) {
+    if (!mode && !o.show_id) {
         if (optind < argc)
             fprintf(stderr, "punchline-share: unknown command '%s' (want send or recv)\n", argv[optind]);
         else
@@ -517,7 +445,7 @@ int main(int argc, char **argv)
         usage(stderr, NULL);
         return 2;
     }
-    if (mode && show_id) {
+    if (mode && o.show_id) {
         fprintf(stderr, "punchline-share: --show-id is a form of its own: punchline-share --show-id\n");
         return 2;
     }
@@ -537,7 +465,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "punchline-share: send needs --peer NAME (the receiver's name)\n");
             return 2;
         }
-        if (transport_opt && (sh.transport = parse_transport(transport_opt)) < 0) {
+        if (transport_opt && (sh.transport = peer_cli_transport(transport_opt)) < 0) {
             fprintf(stderr, "punchline-share: --transport must be auto, udp, tcp or relay\n");
             return 2;
         }
@@ -559,51 +487,27 @@ int main(int argc, char **argv)
         }
         sh.out_dir = out_opt ? out_opt : ".";
         sh.force = force;
-        if (!timeout_set)
-            sh.timeout_s = 0; /* a receiver waits until a sender comes */
+        if (!o.timeout_set)
+            o.timeout_s = 0; /* a receiver waits until a sender comes */
     } else if (optind < argc) {
         fprintf(stderr, "punchline-share: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    if (sh.peer_id && !valid_peer_id(sh.peer_id)) {
-        fprintf(stderr, "punchline-share: --peer-id wants the %d-character id the other side's "
-                        "--show-id prints\n", PL_ID_LEN);
-        return 2;
-    }
-    if (tls_ca && tls_fp) {
-        fprintf(stderr, "punchline-share: give --tls-ca or --tls-fingerprint, not both\n");
-        return 2;
-    }
-    if (!show_id && (!server || !name)) {
-        fprintf(stderr, "punchline-share: --server and --name are required (see %s --help)\n",
-                sending ? "punchline-share send" : "punchline-share recv");
-        return 2;
-    }
-    if (sh.peer_name && !strcmp(sh.peer_name, name)) {
-        fprintf(stderr, "punchline-share: --peer must differ from --name\n");
-        return 2;
-    }
-    if (!identity) {
-        if (pl_identity_default_path(idpath, sizeof(idpath)) != 0) {
-            fprintf(stderr, "punchline-share: neither XDG_CONFIG_HOME nor HOME is set: "
-                            "give the key file with --identity FILE\n");
-            return 2;
-        }
-        identity = idpath;
-    }
-    if (show_id) {
-        if (pl_identity_id(identity, 1, myid, sizeof(myid), err, sizeof(err)) != 0) {
-            fprintf(stderr, "punchline-share: %s\n", err);
-            return 1;
-        }
-        printf("%s\n", myid);
-        return 0;
-    }
+    rc = peer_cli_check(&o, sh.peer_name, sending ? "punchline-share send --help"
+                                                  : "punchline-share recv --help");
+    if (rc != 0)
+        return rc;
+    if (o.show_id)
+        return peer_cli_show_id(&o);
+    if ((rc = peer_cli_identity(&o, false)) != 0)
+        return rc;
+    sh.peer_id = o.peer_id;
+    sh.timeout_s = o.timeout_s;
 
     /* Local checks before any network: a bad FILE or DIR is a usage error. */
     pg_init(&sh.pg, isatty(STDERR_FILENO));
     sh.role = sending ? &share_sender : &share_receiver;
-    int rc = sending ? send_prepare(&sh) : recv_prepare(&sh);
+    rc = sending ? send_prepare(&sh) : recv_prepare(&sh);
     if (rc != 0) {
         sh.role->free(&sh);
         return rc;
@@ -612,21 +516,17 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     sh.loop = EV_DEFAULT;
     pl_peer_config cfg = {
-        .loop = sh.loop, .server = server, .name = name,
-        .log = log_cb, .log_user = &sh, .log_level = verbosity,
+        .loop = sh.loop,
         .on_registered = on_registered, .on_incoming = on_incoming, .user = &sh,
-        .keepalive_ms = (uint32_t)(keepalive_s * 1000),
-        .path_timeout_ms = (uint32_t)(path_timeout_s * 1000),
-        .identity_file = identity, .auth_token = token,
-        .server_ca_file = tls_ca, .server_fingerprint = tls_fp, .stun_server = stun,
     };
-    rc = pl_peer_new(&sh.peer, &cfg);
+    o.print = print_status;
+    o.print_user = &sh;
+    peer_cli_config(&o, &cfg);
+    rc = peer_cli_start(&o, &cfg, &sh.peer);
     if (rc < 0) {
-        fprintf(stderr, "punchline-share: %s\n", pl_strerror(rc));
         sh.role->free(&sh);
         return rc == PL_ERR_INVALID || rc == PL_ERR_BAD_NAME ? 2 : 1;
     }
-    share_log(&sh, "identity id=%s file=%s", pl_peer_id(sh.peer), identity);
     if (sh.timeout_s > 0) {
         ev_timer_init(&sh.timeout_w, timeout_cb, sh.timeout_s, 0.);
         sh.timeout_w.data = &sh;
