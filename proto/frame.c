@@ -10,8 +10,10 @@ void frame_reader_init(frame_reader *fr)
 
 void frame_reader_reset(frame_reader *fr)
 {
+    size_t max = fr->max;
     free(fr->buf);
     frame_reader_init(fr);
+    fr->max = max;
 }
 
 void frame_reader_next(frame_reader *fr)
@@ -52,7 +54,7 @@ int frame_reader_feed(frame_reader *fr, const uint8_t *data, size_t len, size_t 
         *used = off;
         if (n == 0)
             return FRAME_EMPTY;
-        if (n > FRAME_MAX)
+        if (n > FRAME_MAX || (fr->max && n > fr->max))
             return FRAME_TOO_BIG;
         fr->buf = malloc(n);
         if (!fr->buf)

@@ -32,6 +32,8 @@ typedef struct frame_reader {
     size_t need;    /* body length announced by the header */
     size_t have;    /* body bytes received so far */
     size_t len;     /* valid when FRAME_READY */
+    size_t max;     /* largest body accepted (FRAME_TOO_BIG above); 0 = FRAME_MAX.
+                       Set after init; kept by reset and next */
 } frame_reader;
 
 void frame_reader_init(frame_reader *fr);

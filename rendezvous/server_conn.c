@@ -64,6 +64,7 @@ void srv_conn_accept(server *s, int fd, const netaddr *remote)
     c->remote = *remote;
     c->opened_ms = time_now_ms();
     frame_reader_init(&c->fr);
+    c->fr.max = SRV_PREAUTH_FRAME_MAX; /* FRAME_MAX once registered */
     ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
     ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
     c->rio.data = c->wio.data = c;
@@ -408,6 +409,7 @@ static void handle_register(srv_conn *c, const Punchline__Register *m)
         return;
     }
     c->peer = p;
+    c->fr.max = 0; /* FRAME_MAX from here on */
     srv_conn_authenticated(c);
     memcpy(p->key_hash, hash, sizeof(hash));
     p->observed_tcp = c->remote;
@@ -757,8 +759,9 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
             break;
         if (st != FRAME_READY) {
             srv_conn_send_error(c, PUNCHLINE__ERROR_CODE__MALFORMED, 0,
-                                st == FRAME_EMPTY ? "empty frame" : "frame larger than %d bytes",
-                                FRAME_MAX);
+                                st == FRAME_EMPTY ? "empty frame" : "frame larger than %d bytes%s",
+                                c->peer ? FRAME_MAX : SRV_PREAUTH_FRAME_MAX,
+                                c->peer ? "" : " before registration");
             srv_conn_close_after_flush(c);
             return;
         }

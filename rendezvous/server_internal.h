@@ -11,6 +11,11 @@
 #include "wire.h"
 
 #define SRV_OUT_MAX (256 * 1024) /* queued bytes per connection before we drop it */
+/* Largest frame before a connection registered (or opened a relay): a
+ * Register is at most ~1.3 KB (PROTOCOL.md 1.4), and an unauthenticated
+ * connection that announces 16 KiB and sends all but one byte must not
+ * hold 16 KiB of server memory until the register deadline. */
+#define SRV_PREAUTH_FRAME_MAX 4096
 
 typedef struct srv_conn {
     server *srv;

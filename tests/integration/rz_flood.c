@@ -13,8 +13,9 @@
  *                                           number: SERVER_FULL too), each flooding
  *                                           ConnectRequests and Keepalives without
  *                                           reading a reply; slowloris connections
- *                                           holding a 16 KiB frame short of its
- *                                           last byte; UDP garbage, STUN, unknown
+ *                                           holding a 4 KiB frame (the largest
+ *                                           before registration) short of its last
+ *                                           byte; UDP garbage, STUN, unknown
  *                                           relay sessions and UdpBinds.  Two
  *                                           honest peers registered before it must
  *                                           then get a Keepalive echoed and a
@@ -209,9 +210,11 @@ static int mode_mixed(int ms)
     int big = 1 << 20;
     setsockopt(u, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
     uint8_t dg[1500];
-    static uint8_t partial[FRAME_HEADER + FRAME_MAX];
-    frame_put_header(partial, FRAME_MAX);
-    memset(partial + FRAME_HEADER, 0x62, FRAME_MAX);
+    /* the largest frame the server reads before registration (4 KiB) */
+    enum { PREAUTH_MAX = 4096 };
+    static uint8_t partial[FRAME_HEADER + PREAUTH_MAX];
+    frame_put_header(partial, PREAUTH_MAX);
+    memset(partial + FRAME_HEADER, 0x62, PREAUTH_MAX);
 
     /* two honest peers, registered before the flood (new registrations may
      * meet a full table during it: SERVER_FULL is the right answer then) */
@@ -219,7 +222,7 @@ static int mode_mixed(int ms)
     if (do_register(1, "honest-a", &ha, &code) != REG_OK ||
         do_register(1, "honest-b", &hb, &code) != REG_OK)
         bench_die("registering the honest peers before the flood");
-    /* slowloris: a 16 KiB frame short of its last byte, from many sources */
+    /* slowloris: the largest frame short of its last byte, from many sources */
     for (int i = 0; i < SLOW; i++) {
         int fd = tcp_from(2 + i % SOURCES);
         if (fd < 0)

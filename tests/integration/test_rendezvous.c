@@ -1612,32 +1612,49 @@ Test(rendezvous, hostile_frames_are_malformed_and_the_server_keeps_serving)
 }
 
 /* Frame lengths (PROTOCOL.md 1.1): 0, 0xFFFFFFFF and FRAME_MAX + 1 are
- * refused from the header alone; exactly FRAME_MAX is read (and then judged
- * by its content). */
+ * refused from the header alone; before registration anything above 4096
+ * too.  Exactly the maximum is read (and then judged by its content). */
+
+/* n bytes of frame body: a Keepalive, then an unknown field filling the rest
+ * (n >= 134). */
+static size_t keepalive_padded(uint8_t *b, size_t n)
+{
+    size_t k = 0;
+    b[k++] = 0x08, b[k++] = WIRE_VERSION, b[k++] = 0x62, b[k++] = 0x00;
+    b[k++] = 0xa2, b[k++] = 0x06; /* field 100, length-delimited */
+    size_t rest = n - k - 2;
+    b[k++] = (uint8_t)(0x80 | (rest & 0x7f)), b[k++] = (uint8_t)(rest >> 7);
+    memset(b + k, 0, rest);
+    return k + rest;
+}
+
 Test(rendezvous, frame_lengths_zero_huge_and_just_over_the_maximum)
 {
     const uint8_t cases[][4] = {{0, 0, 0, 0},
                                 {0xff, 0xff, 0xff, 0xff},
                                 {0x80, 0, 0, 0},
-                                {0, 0, (FRAME_MAX + 1) >> 8, (FRAME_MAX + 1) & 0xff}};
+                                {0, 0, (FRAME_MAX + 1) >> 8, (FRAME_MAX + 1) & 0xff},
+                                {0, 0, 0x10, 0x01}}; /* 4097: over the limit before Register */
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int fd = tcp_client();
         send_raw(fd, cases[i], 4);
         expect_refused(fd, PUNCHLINE__ERROR_CODE__MALFORMED);
     }
-    /* FRAME_MAX bytes of unknown envelope fields next to a Keepalive: the
-     * frame is read whole, then refused as a request before Register */
+    /* 4096 bytes before registration: read whole, then refused as a
+     * request before Register */
     static uint8_t big[FRAME_MAX];
-    size_t n = 0;
-    big[n++] = 0x08, big[n++] = WIRE_VERSION, big[n++] = 0x62, big[n++] = 0x00;
-    big[n++] = 0xa2, big[n++] = 0x06; /* field 100, length-delimited */
-    size_t rest = FRAME_MAX - n - 2;
-    big[n++] = (uint8_t)(0x80 | (rest & 0x7f)), big[n++] = (uint8_t)(rest >> 7);
-    n += rest;
-    cr_assert_eq(n, FRAME_MAX);
     int fd = tcp_client();
-    send_frame(fd, big, n);
+    send_frame(fd, big, keepalive_padded(big, 4096));
     expect_refused(fd, PUNCHLINE__ERROR_CODE__NOT_REGISTERED);
+    /* registered: up to FRAME_MAX, and still nothing above */
+    fd = tcp_client();
+    Punchline__Envelope *keep;
+    do_register(fd, "big", &keep);
+    wire_free(keep);
+    send_frame(fd, big, keepalive_padded(big, FRAME_MAX));
+    expect_body(fd, PUNCHLINE__ENVELOPE__BODY_KEEPALIVE);
+    send_raw(fd, cases[3], 4);
+    expect_refused(fd, PUNCHLINE__ERROR_CODE__MALFORMED);
     expect_still_serving();
 }
 
@@ -1775,9 +1792,11 @@ Test(rendezvous, bad_names_in_connect_requests)
     close(fd);
 }
 
-/* Huge repeated fields: the largest candidate list that fits a frame is
- * refused (17+ in Register, 33+ in Candidates) before anything is stored;
- * 16 are fine, and a later Candidates{session_id = 0} replaces them. */
+/* Huge repeated fields: candidate lists are refused before anything is
+ * stored: 800 in a Register (13 KB: over the 4 KiB frame limit before
+ * registration), 200 (3.4 KB: by the bound of 16), 17; in a Candidates
+ * update, 800 (by the bound of 32).  16 are fine, and a later
+ * Candidates{session_id = 0} replaces them. */
 Test(rendezvous, huge_candidate_lists_are_refused)
 {
     enum { MANY = 800 };
@@ -1792,8 +1811,8 @@ Test(rendezvous, huge_candidate_lists_are_refused)
         udp_candidate(&cs[i], &eps[i], ips[i], &a, PUNCHLINE__CANDIDATE_KIND__HOST);
         ptrs[i] = &cs[i];
     }
-    const size_t counts[] = {MANY, WIRE_MAX_HOST_CANDIDATES + 1};
-    for (size_t k = 0; k < 2; k++) {
+    const size_t counts[] = {MANY, 200, WIRE_MAX_HOST_CANDIDATES + 1};
+    for (size_t k = 0; k < 3; k++) {
         int fd = tcp_client();
         send_register_cands(fd, "many", ptrs, counts[k]);
         expect_refused(fd, PUNCHLINE__ERROR_CODE__MALFORMED);

@@ -197,6 +197,31 @@ Test(frame, too_big_split_header)
     frame_reader_reset(&fr);
 }
 
+/* A lower maximum (the server's, before registration): refused from the
+ * header, kept across frames, and lifted by setting max to 0. */
+Test(frame, lower_maximum_kept_across_frames)
+{
+    uint8_t wire[FRAME_HEADER + 101];
+    frame_reader fr;
+    frame_reader_init(&fr);
+    fr.max = 100;
+    size_t used;
+    make_frame(wire, 100, 3);
+    cr_assert_eq(frame_reader_feed(&fr, wire, FRAME_HEADER + 100, &used), FRAME_READY);
+    assert_body(&fr, 100, 3);
+    frame_reader_next(&fr);
+    cr_assert_eq(fr.max, 100, "kept by next()");
+    make_frame(wire, 101, 4);
+    cr_assert_eq(frame_reader_feed(&fr, wire, FRAME_HEADER, &used), FRAME_TOO_BIG);
+    cr_assert_null(fr.buf, "nothing allocated");
+    frame_reader_reset(&fr);
+    cr_assert_eq(fr.max, 100, "kept by reset()");
+    fr.max = 0;
+    cr_assert_eq(frame_reader_feed(&fr, wire, FRAME_HEADER + 101, &used), FRAME_READY);
+    assert_body(&fr, 101, 4);
+    frame_reader_reset(&fr);
+}
+
 /* ---- partial frames ----------------------------------------------------- */
 
 /* A truncated frame stays MORE and frame_reader_pending() counts every byte
