@@ -253,6 +253,10 @@ int srv_conn_send(srv_conn *c, Punchline__Envelope *env)
         srv_log(c->srv, SRV_LOG_WARN, "dropping a connection that does not read its replies");
         c->out_len = 0;
         srv_conn_close_after_flush(c);
+        /* nothing left to flush, and its socket will not turn writable:
+         * close at the next loop iteration, not at the 5 s closing timeout
+         * (meanwhile the kernel would take megabytes more of its requests) */
+        ev_feed_event(c->srv->loop, &c->wio, EV_WRITE);
         return -1;
     }
     size_t off = 0;
