@@ -67,11 +67,14 @@ static bool pump_until_readable(int fd, int ms)
 
 static Punchline__Envelope *recv_env(int fd);
 
-/* Connect and read the ServerHello every connection starts with. */
-static int tcp_client(void)
+/* Connect (with this receive buffer if rcvbuf > 0) and read the ServerHello
+ * every connection starts with. */
+static int tcp_client_rcvbuf(int rcvbuf)
 {
     int fd = socket(srv_addr.u.sa.sa_family, SOCK_STREAM, 0);
     cr_assert_geq(fd, 0);
+    if (rcvbuf > 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     cr_assert_lt(fd, 4096);
     cr_assert_eq(connect(fd, &srv_addr.u.sa, srv_addr.len), 0, "connect: %s", strerror(errno));
     ev_run(loop, EVRUN_NOWAIT); /* accept */
@@ -82,6 +85,11 @@ static int tcp_client(void)
     memcpy(nonces[fd], h->server_hello->nonce.data, WIRE_NONCE_LEN);
     wire_free(h);
     return fd;
+}
+
+static int tcp_client(void)
+{
+    return tcp_client_rcvbuf(0);
 }
 
 static void send_raw(int fd, const void *buf, size_t len)
@@ -2234,4 +2242,83 @@ Test(rendezvous, relay_table_flood_does_not_lock_out_later_pairs)
     expect_relayed(p.ub, p.sid, "honest");
     free_pair(&p);
     close(m), close(v);
+}
+
+/* Bounded per-connection queue on the control connection (PROTOCOL.md 8):
+ * a registered peer that sends requests and never reads the answers (here
+ * ConnectRequests, each answered with an Error 3x its size) is dropped once
+ * 256 KiB of answers wait in the server; the queue never holds more, its
+ * registration ends, and others are served. */
+/* Give the server's listening socket (found among our descriptors) a small
+ * send buffer, which its accepted connections inherit: the kernel then
+ * holds kilobytes, not megabytes, before the server's own queue grows. */
+static void shrink_server_sndbuf(void)
+{
+    for (int fd = 3; fd < 1024; fd++) {
+        int acc = 0, type = 0, small = 4096;
+        socklen_t l = sizeof(acc), tl = sizeof(type);
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        netaddr a;
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l) < 0 || !acc ||
+            getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM ||
+            getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+            continue;
+        netaddr_from_sockaddr(&a, (struct sockaddr *)&ss, sl);
+        if (netaddr_equal(&a, &srv_addr)) {
+            cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+            return;
+        }
+    }
+    cr_assert_fail("the server's listening socket not found");
+}
+
+Test(rendezvous, peer_that_never_reads_is_dropped_at_the_queue_limit, .timeout = 60)
+{
+    shrink_server_sndbuf();
+    int m = tcp_client_rcvbuf(4096);
+    Punchline__Envelope *k;
+    do_register(m, "deaf", &k), wire_free(k);
+    int h = tcp_client();
+    do_register_key(h, "listener", key_b, &k), wire_free(k);
+    fcntl(m, F_SETFL, O_NONBLOCK);
+    static uint8_t batch[512 * 32];
+    size_t n = 0;
+    for (uint32_t i = 0; i < 512; i++) {
+        Punchline__ConnectRequest cr = PUNCHLINE__CONNECT_REQUEST__INIT;
+        cr.peer_name = "nobody";
+        cr.request_id = 0x10000000 + i;
+        Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+        env.body_case = PUNCHLINE__ENVELOPE__BODY_CONNECT_REQUEST;
+        env.connect_request = &cr;
+        int e = wire_encode(&env, batch + n + FRAME_HEADER, sizeof(batch) - n - FRAME_HEADER);
+        cr_assert_gt(e, 0);
+        frame_put_header(batch + n, (uint32_t)e);
+        n += FRAME_HEADER + (size_t)e;
+    }
+    size_t largest = 0, sent = 0, off = 0;
+    bool dropped = false;
+    uint64_t t0 = time_now_ms();
+    while (!dropped && time_now_ms() < t0 + 30000) {
+        ssize_t w = send(m, batch + off, n - off, MSG_NOSIGNAL);
+        if (w > 0) {
+            sent += (size_t)w;
+            off = (off + (size_t)w) % n;
+        } else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            dropped = true; /* EPIPE / ECONNRESET: the server closed */
+        }
+        ev_run(loop, EVRUN_NOWAIT);
+        size_t big;
+        server_queued_bytes(srv, &big);
+        largest = big > largest ? big : largest;
+    }
+    cr_log_info("a peer that never reads: dropped=%d after %zu bytes of requests, largest queue "
+                "%zu bytes", dropped, sent, largest);
+    cr_assert(dropped, "still connected after %zu bytes of unread requests", sent);
+    cr_assert_leq(largest, (size_t)256 * 1024);
+    close(m);
+    send_connect(h, "deaf", 1);
+    expect_error(h, PUNCHLINE__ERROR_CODE__UNKNOWN_PEER);
+    close(h);
+    expect_still_serving();
 }
