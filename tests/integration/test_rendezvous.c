@@ -66,6 +66,8 @@ static bool pump_until_readable(int fd, int ms)
 }
 
 static Punchline__Envelope *recv_env(int fd);
+static int connect_from(const char *ip);
+static void expect_body(int fd, int body);
 
 /* Connect (with this receive buffer if rcvbuf > 0) and read the ServerHello
  * every connection starts with. */
@@ -1077,6 +1079,11 @@ Test(rendezvous, replayed_register_fails_on_another_connection)
     cr_assert(memcmp(nonces[a], nonces[b], WIRE_NONCE_LEN) != 0, "nonces must be fresh");
     send_env(b, &env);
     expect_refused(b, PUNCHLINE__ERROR_CODE__AUTH_FAILED);
+    /* ... and from another address (127.0.0.2) */
+    int c = connect_from("127.0.0.2");
+    expect_body(c, PUNCHLINE__ENVELOPE__BODY_SERVER_HELLO);
+    send_env(c, &env);
+    expect_refused(c, PUNCHLINE__ERROR_CODE__AUTH_FAILED);
     /* the genuine one on its own connection works */
     send_env(a, &env);
     Punchline__Envelope *r = recv_env(a);
