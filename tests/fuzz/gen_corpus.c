@@ -72,7 +72,7 @@ static void emit_bytes(const char *name, const uint8_t *b, size_t n, bool inner)
         put("relay_header", name, buf, WIRE_RELAY_HDR + 1 + n);
     }
     if (n <= FRAME_MAX) {
-        buf[0] = 255; /* whole reads of 256 bytes */
+        buf[0] = 127; /* reads of 128 bytes, registered-connection limit */
         frame_put_header(buf + 1, (uint32_t)n);
         memcpy(buf + 1 + FRAME_HEADER, b, n);
         put("frame", name, buf, 1 + FRAME_HEADER + n);
@@ -419,10 +419,17 @@ static void frames(void)
     s[0] = 2; /* three-byte reads: headers split */
     put("frame", "four_frames_3_byte_reads", s, off);
     frame_put_header(s + off, 0);
-    s[0] = 255;
+    s[0] = 127;
     put("frame", "then_empty_frame", s, off + FRAME_HEADER);
     frame_put_header(s + off, FRAME_MAX + 1);
     put("frame", "then_too_big", s, off + FRAME_HEADER);
+    s[0] = 0x80 | 15; /* unregistered: at most 4096 bytes a frame */
+    frame_put_header(s + off, 4097);
+    put("frame", "unregistered_4097", s, off + FRAME_HEADER);
+    frame_put_header(s + off, 4096);
+    memset(s + off + FRAME_HEADER, 0, 4096);
+    put("frame", "unregistered_4096", s, off + FRAME_HEADER + 4096);
+    s[0] = 127;
     frame_put_header(s + off, FRAME_MAX);
     memset(s + off + FRAME_HEADER, 0, 100);
     put("frame", "then_max_frame_cut_short", s, off + FRAME_HEADER + 100);
