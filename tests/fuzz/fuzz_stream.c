@@ -97,14 +97,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         case 1:
-            memset(msg, (int)(arg & 0xff), arg);
-            (void)stream_send(&s, msg, arg);
+            (void)stream_send(&s, msg, arg); /* the contents do not matter */
             break;
         case 2: {
             now += (uint64_t)arg * 100;
             uint8_t out[WIRE_UDP_MAX];
             size_t n;
-            for (int i = 0; i < 64 && (n = stream_poll_transmit(&s, now, out, sizeof(out))) > 0;
+            /* a burst at most: decoding what is sent costs most of the time */
+            for (int i = 0; i < 16 && (n = stream_poll_transmit(&s, now, out, sizeof(out))) > 0;
                  i++)
                 check_out(out, n);
             break;

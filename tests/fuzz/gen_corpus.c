@@ -602,6 +602,7 @@ static void share(void)
     put("share_msg", "offer", b, n);
     b[1] = SM_VERSION + 1;
     put("share_msg", "offer_next_version", b, n);
+    b[n] = '!';
     put("share_msg", "offer_trailing_byte", b, n + 1);
     put("share_msg", "offer_cut", b, n - 1);
     static const struct {
