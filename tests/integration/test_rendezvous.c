@@ -1972,6 +1972,26 @@ Test(rendezvous, candidate_address_rules)
     close(a), close(b);
 }
 
+/* count ConnectRequest frames for peer (request ids rid0, rid0 + 1, ...)
+ * back to back in out; returns their length. */
+static size_t connect_frames(uint8_t *out, size_t cap, const char *peer, uint32_t rid0, int count)
+{
+    size_t n = 0;
+    for (int i = 0; i < count; i++) {
+        Punchline__ConnectRequest cr = PUNCHLINE__CONNECT_REQUEST__INIT;
+        cr.peer_name = (char *)peer;
+        cr.request_id = rid0 + (uint32_t)i;
+        Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
+        env.body_case = PUNCHLINE__ENVELOPE__BODY_CONNECT_REQUEST;
+        env.connect_request = &cr;
+        int e = wire_encode(&env, out + n + FRAME_HEADER, cap - n - FRAME_HEADER);
+        cr_assert_gt(e, 0);
+        frame_put_header(out + n, (uint32_t)e);
+        n += FRAME_HEADER + (size_t)e;
+    }
+    return n;
+}
+
 /* A flood of ConnectRequests (200 in one write) from one peer: the first
  * burst (20) pair, the rest get RATE_LIMITED with their request ids; the
  * callee sees only the sessions that were made; another pair connects at
@@ -1988,19 +2008,7 @@ Test(rendezvous, connect_flood_is_rate_limited_and_others_unaffected)
     uint64_t relay0 = server_relay_stats(srv)->sessions_created;
 
     static uint8_t flood[FLOOD * 32];
-    size_t n = 0;
-    for (uint32_t i = 0; i < FLOOD; i++) {
-        Punchline__ConnectRequest cr = PUNCHLINE__CONNECT_REQUEST__INIT;
-        cr.peer_name = "victim";
-        cr.request_id = 1000 + i;
-        Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
-        env.body_case = PUNCHLINE__ENVELOPE__BODY_CONNECT_REQUEST;
-        env.connect_request = &cr;
-        int e = wire_encode(&env, flood + n + FRAME_HEADER, sizeof(flood) - n - FRAME_HEADER);
-        cr_assert_gt(e, 0);
-        frame_put_header(flood + n, (uint32_t)e);
-        n += FRAME_HEADER + (size_t)e;
-    }
+    size_t n = connect_frames(flood, sizeof(flood), "victim", 1000, FLOOD);
     send_raw(m, flood, n);
     uint64_t t0 = time_now_ms();
     send_connect(c, "dave", 7);
@@ -2290,19 +2298,7 @@ Test(rendezvous, peer_that_never_reads_is_dropped_at_the_queue_limit, .timeout =
     do_register_key(h, "listener", key_b, &k), wire_free(k);
     fcntl(m, F_SETFL, O_NONBLOCK);
     static uint8_t batch[512 * 32];
-    size_t n = 0;
-    for (uint32_t i = 0; i < 512; i++) {
-        Punchline__ConnectRequest cr = PUNCHLINE__CONNECT_REQUEST__INIT;
-        cr.peer_name = "nobody";
-        cr.request_id = 0x10000000 + i;
-        Punchline__Envelope env = PUNCHLINE__ENVELOPE__INIT;
-        env.body_case = PUNCHLINE__ENVELOPE__BODY_CONNECT_REQUEST;
-        env.connect_request = &cr;
-        int e = wire_encode(&env, batch + n + FRAME_HEADER, sizeof(batch) - n - FRAME_HEADER);
-        cr_assert_gt(e, 0);
-        frame_put_header(batch + n, (uint32_t)e);
-        n += FRAME_HEADER + (size_t)e;
-    }
+    size_t n = connect_frames(batch, sizeof(batch), "nobody", 0x10000000, 512);
     size_t largest = 0, sent = 0, off = 0;
     bool dropped = false;
     uint64_t t0 = time_now_ms();
