@@ -2325,3 +2325,60 @@ Test(rendezvous, peer_that_never_reads_is_dropped_at_the_queue_limit, .timeout =
     close(h);
     expect_still_serving();
 }
+
+/* TLS handshakes in progress are capped (256): each holds ~40 KiB of mbedTLS
+ * state, so a flood of ClientHello starts cannot eat the server.  The 257th
+ * connection that starts one is closed; a slot frees when one ends; all of
+ * them are closed at the register deadline like any unregistered
+ * connection. */
+Test(rendezvous, tls_handshakes_in_progress_are_capped, .timeout = 60)
+{
+    char keyfile[] = "/tmp/pl-rz-tlscap-XXXXXX", err[256];
+    int kfd = mkstemp(keyfile);
+    cr_assert_geq(kfd, 0);
+    close(kfd);
+    unlink(keyfile);
+    tls_conf *sconf = tls_conf_server_key(keyfile, err, sizeof(err));
+    cr_assert_not_null(sconf, "%s", err);
+    server_free(srv);
+    server_config cfg = {.log_level = SRV_LOG_ERROR, .tls = sconf, .register_deadline_ms = 1500,
+                         .per_ip_pending = 1000, .per_ip_rate = 100000};
+    cr_assert_eq(netaddr_parse("127.0.0.1:0", &cfg.listen, false), 0);
+    srv = server_new(loop, &cfg, err, sizeof(err));
+    cr_assert_not_null(srv, "server_new: %s", err);
+    server_local_addr(srv, &srv_addr);
+    enum { CAP = 256 };
+    static int fds[CAP + 1];
+    /* a TLS record header (handshake, TLS 1.2) and nothing more */
+    const uint8_t start[] = {0x16, 0x03, 0x03, 0x00, 0x40};
+    for (int i = 0; i <= CAP; i++) {
+        fds[i] = tcp_client();
+        send_raw(fds[i], start, sizeof(start));
+        for (int k = 0; k < 3; k++)
+            ev_run(loop, EVRUN_NOWAIT);
+    }
+    /* closed at once, not at the register deadline */
+    cr_assert(pump_until_readable(fds[CAP], 500), "handshake %d was not refused", CAP + 1);
+    char c;
+    cr_assert_leq(recv(fds[CAP], &c, 1, 0), 0);
+    close(fds[CAP]);
+    for (int i = 0; i < CAP; i += 37) {
+        struct pollfd p = {.fd = fds[i], .events = POLLIN};
+        cr_assert_eq(poll(&p, 1, 0), 0, "handshake %d closed", i);
+    }
+    /* one ends: room for another */
+    close(fds[0]);
+    for (int k = 0; k < 20; k++)
+        ev_run(loop, EVRUN_NOWAIT), usleep(1000);
+    fds[0] = tcp_client();
+    send_raw(fds[0], start, sizeof(start));
+    cr_assert_not(pump_until_readable(fds[0], 200), "a free slot was refused");
+    /* the register deadline ends them all */
+    for (int i = 0; i < CAP; i += 51)
+        expect_closed(fds[i]);
+    for (int i = 0; i < CAP; i++)
+        close(fds[i]);
+    tls_conf_free(sconf);
+    unlink(keyfile);
+    expect_still_serving();
+}
