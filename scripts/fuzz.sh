@@ -127,12 +127,13 @@ for t in "${targets[@]}"; do
     cp -n tests/fuzz/corpus/"$t"/* "$corpus"/ 2>/dev/null || true
     limit=(-max_total_time=$((minutes * 60)))
     [ -n "$runs" ] && limit=(-runs="$runs")
-    dict=()
-    [ -f "tests/fuzz/$t.dict" ] && dict=(-dict="tests/fuzz/$t.dict")
+    # per-target libFuzzer flags, one per line (e.g. -max_len=512)
+    opts=()
+    [ -f "tests/fuzz/$t.options" ] && mapfile -t opts < "tests/fuzz/$t.options"
     echo "==> $t: ${limit[*]} (log $log)"
     t0=$SECONDS
     rc=0
-    nice -n "$nicelvl" "$build/bin/fuzz-$t" "${limit[@]}" "${dict[@]}" -print_final_stats=1 \
+    nice -n "$nicelvl" "$build/bin/fuzz-$t" "${limit[@]}" "${opts[@]}" -print_final_stats=1 \
         -artifact_prefix="$crashes/" "$corpus" tests/fuzz/corpus/"$t" >"$log" 2>&1 || rc=$?
     secs=$((SECONDS - t0))
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

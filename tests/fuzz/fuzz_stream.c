@@ -9,8 +9,8 @@
  *   3                   the application shuts its side down
  *   4 X                 pause/resume delivery, deliver, path switch, force ack
  *
- * Checked: everything transmitted is a valid datagram of our session (Data
- * or Ack), delivered bytes never exceed received ones and match what the
+ * Checked: what it transmits is a valid datagram of our session (Data or
+ * Ack; the first of each burst of at most 16 is decoded), delivered bytes never exceed received ones and match what the
  * application was handed, acknowledged bytes never exceed queued ones, FIN
  * at most once and nothing after it.  (A crash here is in the peer's
  * stream code: report it with the input.) */
@@ -103,10 +103,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             now += (uint64_t)arg * 100;
             uint8_t out[WIRE_UDP_MAX];
             size_t n;
-            /* a burst at most: decoding what is sent costs most of the time */
             for (int i = 0; i < 16 && (n = stream_poll_transmit(&s, now, out, sizeof(out))) > 0;
                  i++)
-                check_out(out, n);
+                if (i == 0)
+                    check_out(out, n); /* the first of a burst: decoding is dear */
             break;
         }
         case 3:
