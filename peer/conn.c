@@ -333,10 +333,33 @@ static bool path_over(const pl_conn *c, int path)
     return conn_relay_over(c, path);
 }
 
+/* The punching core of a UDP path, NULL for the others. */
+static const punch *udp_core(const pl_conn *c, int path)
+{
+    return path == PL_PATH_DIRECT_UDP ? &c->pu : path == PL_PATH_RELAY_UDP ? &c->pr : NULL;
+}
+
+/* Up for the path choice (pathsel.h).  A UDP path whose consent checks
+ * have gone unanswered for PUNCH_STALL_MS while the stream waited on it
+ * (punch_stalled) must not carry the stream while another path works; a
+ * suspect one (punch_suspect: checks unanswered, not yet stalled) keeps
+ * carrying it, but nothing moves to it until it answers again. */
+static bool path_usable(const pl_conn *c, int path)
+{
+    if (!path_up(c, path))
+        return false;
+    const punch *core = udp_core(c, path);
+    if (!core)
+        return true;
+    if (punch_stalled(core))
+        return false;
+    return !core->suspect_since || path == c->active;
+}
+
 static void view(const pl_conn *c, pathsel_view *v)
 {
     for (int p = 0; p < PATHSEL_N; p++) {
-        v->up[p] = p != PL_PATH_NONE && path_up(c, p);
+        v->up[p] = p != PL_PATH_NONE && path_usable(c, p);
         v->over[p] = p == PL_PATH_NONE || path_over(c, p);
     }
 }
@@ -508,6 +531,17 @@ void conn_data_input(pl_conn *c, const Punchline__Envelope *env, int path, const
         if (pathsel_follow(&v, c->active, path))
             activate(c, path);
     }
+    /* Nothing answers on our active UDP path (suspect), and the peer's
+     * records come on another one: the peer moved (its side stalled
+     * first); follow it whatever our role and the tier, or our acks keep
+     * going where nothing arrives (docs/PROTOCOL.md 5.4). */
+    const punch *ac = udp_core(c, c->active);
+    if (!macd && c->sec_delivered && c->state != CONN_CLOSED && path != c->active && ac &&
+        ac->suspect_since) {
+        view(c, &v);
+        if (v.up[path])
+            activate(c, path);
+    }
     sec_check(c);
     /* Bulk data: run the cores once per loop iteration, after every
      * datagram or frame that arrived in it, not once per record (acks and
@@ -654,6 +688,75 @@ static void maybe_repunch(pl_conn *c, uint64_t now)
     }
 }
 
+/* Consent on the UDP path that carries the stream follows the stream
+ * (docs/PROTOCOL.md 4.2):
+ *  - busy (bytes in flight, or data received within a keepalive interval):
+ *    consent checks every PUNCH_BUSY_KEEPALIVE_MS, so a side that only
+ *    receives still renews a lost NAT mapping, or shows the peer its new
+ *    one, within seconds;
+ *  - the stream's probe timeout fired twice without an acknowledgement:
+ *    the path is suspect (fast checks, then migration or stall, punch.h),
+ *    and a UdpBind tells the rendezvous where our NAT maps us now;
+ *  - an answer after that: send a stream probe at once rather than after
+ *    the backed-off probe timeout. */
+static void watch_active(pl_conn *c, uint64_t now)
+{
+    if (c->str.st.packets_received != c->rx_packets_seen) {
+        c->rx_packets_seen = c->str.st.packets_received;
+        c->data_rx_ms = now;
+    }
+    bool busy = c->str.pn_low < c->str.pn_next ||
+                (c->data_rx_ms && now - c->data_rx_ms < peer_keepalive_ms(c->peer));
+    punch *core = NULL;
+    uint32_t *seen = NULL;
+    if (c->want_udp) {
+        punch_set_busy(&c->pu, busy && c->active == PL_PATH_DIRECT_UDP, now);
+        if (c->active == PL_PATH_DIRECT_UDP) {
+            core = &c->pu;
+            seen = &c->pu_answers;
+        } else {
+            c->pu_answers = c->pu.answers;
+        }
+    }
+    if (c->pr_on) {
+        punch_set_busy(&c->pr, busy && c->active == PL_PATH_RELAY_UDP, now);
+        if (c->active == PL_PATH_RELAY_UDP) {
+            core = &c->pr;
+            seen = &c->pr_answers;
+        } else {
+            c->pr_answers = c->pr.answers;
+        }
+    }
+    if (!core || punch_state(core) != PUNCH_CONNECTED || c->str.reliable_path)
+        return;
+    if (c->str.pto_count >= 2)
+        punch_suspect(core, now);
+    if (core->suspect_since)
+        ctl_udp_refresh(c->peer);
+    if (core->answers != *seen) {
+        *seen = core->answers;
+        stream_kick(&c->str, peer_now_us(c->peer));
+    }
+}
+
+/* The direct-udp core moved to the peer's new address (punch.h,
+ * maybe_migrate): on the active path, the stream resends what was in
+ * flight there and the application hears of the new remote address. */
+static void on_migrated(pl_conn *c)
+{
+    c->pu_migrations = c->pu.migrations;
+    if (c->active != PL_PATH_DIRECT_UDP)
+        return;
+    stream_path_switch(&c->str, false, peer_now_us(c->peer));
+    c->path_ms = peer_now(c->peer);
+    pl_path_info info;
+    pl_conn_path(c, &info);
+    plog(&c->peer->log, PL_LOG_INFO, "path to %s moved to %s %s (the peer's NAT mapping changed)",
+         c->peer_name, pl_path_name(info.kind), info.remote);
+    if (c->peer_id[0] && c->cb.on_path_changed)
+        c->cb.on_path_changed(c, &info, c->user);
+}
+
 /* Run the cores: state changes, transmissions, timer. */
 void conn_pump(pl_conn *c)
 {
@@ -676,10 +779,17 @@ void conn_pump(pl_conn *c)
         }
         return;
     }
+    if (c->state == CONN_OPEN)
+        watch_active(c, now);
     if (c->want_udp) {
         punch_tick(&c->pu, now);
         while ((n = punch_poll_transmit(&c->pu, now, &to, buf, sizeof(buf))) > 0)
             peer_udp_send(p, &to, buf, n);
+        if (c->pu.migrations != c->pu_migrations) {
+            on_migrated(c);
+            if (c->state == CONN_CLOSED)
+                return;
+        }
     }
     if (c->want_tcp)
         conn_tcp_pump(c, now);

@@ -298,6 +298,16 @@ static void send_udp_bind(pl_peer *p)
     send_udp_bind_challenge(p, 0);
 }
 
+void ctl_udp_refresh(pl_peer *p)
+{
+    uint64_t now = peer_now(p);
+    if (p->ctl_state != CTL_REGISTERED || !p->observed_udp.len ||
+        (p->udp_refresh_ms && now < p->udp_refresh_ms + 1000))
+        return;
+    p->udp_refresh_ms = now;
+    send_udp_bind(p);
+}
+
 static void handle_error(pl_peer *p, const Punchline__Error *e)
 {
     int status = conn_error_from_wire(e->code);

@@ -104,6 +104,11 @@ struct pl_conn {
     bool deliver_pending;     /* resumed: deliver from the next pump */
     bool pump_soon;           /* conn_pump_soon() armed the timer at 0 */
     uint64_t nopath_since;    /* connected, but no path up since (0 = a path is up) */
+    /* watch_active(): consent on the UDP path that carries the stream */
+    uint64_t rx_packets_seen; /* stream packets received at the last look */
+    uint64_t data_rx_ms;      /* when stream data last arrived (0 never) */
+    uint32_t pu_answers, pr_answers; /* consent answers seen (punch.answers) */
+    uint32_t pu_migrations;   /* punch.migrations seen */
     int close_status;
     bool in_callback;         /* defer destruction while the app runs */
     ev_timer timer;
@@ -167,6 +172,7 @@ struct pl_peer {
     bool replaced;            /* the server said another registration of our key took over */
     uint32_t retry_ms;        /* re-registration backoff (1 s doubling to 30 s, jittered) */
     uint64_t retry_at;
+    uint64_t udp_refresh_ms;  /* last ctl_udp_refresh() UdpBind */
     uint32_t bind_interval_ms;
     uint64_t bind_started_ms;
     uint64_t next_bind_ms, next_keepalive_ms, last_server_rx_ms;
@@ -198,6 +204,10 @@ int ctl_send(pl_peer *p, Punchline__Envelope *env);
 void ctl_send_connect(pl_peer *p, pl_conn *c);
 /* Report our candidates again (after they changed); no-op before Register. */
 void ctl_send_candidates(pl_peer *p);
+/* A UDP path of ours went quiet: send a UdpBind now (at most once a
+ * second), which renews our NAT mapping toward the rendezvous and tells it
+ * our new public endpoint if the NAT moved us (relay-udp follows it). */
+void ctl_udp_refresh(pl_peer *p);
 
 /* stun_client.c */
 void stunc_start(pl_peer *p);

@@ -28,6 +28,13 @@ void punch_init(punch *p, const punch_config *cfg)
     p->key.tid_seed = cfg->tid_seed;
 }
 
+/* The consent/keepalive interval on the selected pair. */
+static uint32_t keepalive_interval(const punch *p)
+{
+    return p->busy && p->cfg.keepalive_ms > PUNCH_BUSY_KEEPALIVE_MS ? PUNCH_BUSY_KEEPALIVE_MS
+                                                                    : p->cfg.keepalive_ms;
+}
+
 static int find_pair(const punch *p, const netaddr *a)
 {
     for (size_t i = 0; i < p->npairs; i++)
@@ -76,8 +83,8 @@ static void become_connected(punch *p, int idx, uint64_t now)
     p->last_rx_ms = now;
     for (size_t i = 0; i < p->npairs; i++)
         p->pairs[i].next_send_ms = NEVER;
-    p->pairs[idx].next_send_ms = now + p->cfg.keepalive_ms;
-    p->pairs[idx].interval_ms = p->cfg.keepalive_ms;
+    p->pairs[idx].interval_ms = keepalive_interval(p);
+    p->pairs[idx].next_send_ms = now + p->pairs[idx].interval_ms;
 }
 
 static void start_nominating(punch *p, int idx, uint64_t now)
@@ -88,6 +95,78 @@ static void start_nominating(punch *p, int idx, uint64_t now)
         p->pairs[i].next_send_ms = NEVER;
     p->pairs[idx].next_send_ms = now;
     p->pairs[idx].interval_ms = p->cfg.rto_initial_ms;
+}
+
+void punch_set_busy(punch *p, bool busy, uint64_t now)
+{
+    if (p->busy == busy)
+        return;
+    p->busy = busy;
+    if (p->state != PUNCH_CONNECTED || !busy)
+        return; /* back to keepalive_ms with the next answer */
+    punch_pair *pp = &p->pairs[p->selected];
+    uint32_t ka = keepalive_interval(p);
+    if (pp->interval_ms > ka)
+        pp->interval_ms = ka;
+    uint64_t t = p->last_rx_ms + ka > now ? p->last_rx_ms + ka : now;
+    if (pp->next_send_ms > t)
+        pp->next_send_ms = t;
+}
+
+void punch_suspect(punch *p, uint64_t now)
+{
+    if (p->state != PUNCH_CONNECTED)
+        return;
+    if (!p->suspect_since)
+        p->suspect_since = now ? now : 1;
+    punch_pair *pp = &p->pairs[p->selected];
+    if (pp->interval_ms > PUNCH_SUSPECT_MS)
+        pp->interval_ms = PUNCH_SUSPECT_MS;
+    uint64_t t = pp->last_req_sent_ms + PUNCH_SUSPECT_MS > now ? pp->last_req_sent_ms + PUNCH_SUSPECT_MS
+                                                               : now;
+    if (pp->next_send_ms > t)
+        pp->next_send_ms = t;
+}
+
+bool punch_stalled(const punch *p)
+{
+    return p->state == PUNCH_CONNECTED && p->stalled;
+}
+
+/* The pair the peer now checks us from, if it answered our check since we
+ * became suspect (the peer's NAT gave it a new mapping). */
+static int migration_target(const punch *p)
+{
+    int best = -1;
+    for (size_t i = 0; i < p->npairs; i++) {
+        const punch_pair *pp = &p->pairs[i];
+        if ((int)i == p->selected || pp->last_resp_ms < p->suspect_since ||
+            pp->last_req_rx_ms < p->suspect_since)
+            continue;
+        if (best < 0 || pp->last_resp_ms > p->pairs[best].last_resp_ms)
+            best = (int)i;
+    }
+    return best;
+}
+
+/* Suspect, the selected pair silent for PUNCH_MIGRATE_MS, and the peer
+ * reachable both ways at another address: select that one. */
+static void maybe_migrate(punch *p, uint64_t now)
+{
+    if (p->state != PUNCH_CONNECTED || !p->suspect_since || now < p->suspect_since + PUNCH_MIGRATE_MS)
+        return;
+    int to = migration_target(p);
+    if (to < 0)
+        return;
+    p->pairs[p->selected].next_send_ms = NEVER;
+    p->pairs[p->selected].interval_ms = p->cfg.rto_initial_ms;
+    p->selected = to;
+    p->last_rx_ms = p->pairs[to].last_resp_ms;
+    p->suspect_since = 0;
+    p->stalled = false;
+    p->migrations++;
+    p->pairs[to].interval_ms = keepalive_interval(p);
+    p->pairs[to].next_send_ms = now + p->pairs[to].interval_ms;
 }
 
 bool punch_input(punch *p, const Punchline__Probe *m, const netaddr *from, uint64_t now)
@@ -107,9 +186,26 @@ bool punch_input(punch *p, const Punchline__Probe *m, const netaddr *from, uint6
             idx = (int)p->npairs - 1;
         }
         p->pairs[idx].got_request = true;
+        p->pairs[idx].last_req_rx_ms = now;
         queue_response(p, from, m->tid, m->nominate);
-        if (p->state == PUNCH_CONNECTED)
-            return true; /* liveness comes only from answers to our checks (RFC 7675) */
+        if (p->state == PUNCH_CONNECTED) {
+            /* Liveness comes only from answers to our checks (RFC 7675).
+             * The peer checking us from an address we do not use means its
+             * NAT mapping moved (lost and made again on another port), or
+             * this is a late check from the punching phase: check that
+             * address (at most every PUNCH_SUSPECT_MS), and the selected
+             * pair right away; if only the new address answers, we move
+             * to it (maybe_migrate), as QUIC does after validating a new
+             * peer address (RFC 9000 s9). */
+            if (idx != p->selected) {
+                punch_pair *np = &p->pairs[idx];
+                if (np->next_send_ms == NEVER &&
+                    (!np->last_req_sent_ms || now >= np->last_req_sent_ms + PUNCH_SUSPECT_MS))
+                    np->next_send_ms = now;
+                punch_suspect(p, now);
+            }
+            return true;
+        }
         /* Triggered check (RFC 8445 s7.3.1.4): their request got through,
          * so our NAT now lets this pair in and theirs has an outbound
          * entry: check it now instead of waiting out our retransmission
@@ -134,13 +230,19 @@ bool punch_input(punch *p, const Punchline__Probe *m, const netaddr *from, uint6
     }
     punch_pair *pp = &p->pairs[idx];
     pp->got_response = true;
+    pp->last_resp_ms = now;
     if (m->mapped)
         netaddr_from_endpoint(m->mapped, &p->mapped);
     if (p->state == PUNCH_CONNECTED) {
         if (idx == p->selected) {
             p->last_rx_ms = now;
-            pp->interval_ms = p->cfg.keepalive_ms;
-            pp->next_send_ms = now + p->cfg.keepalive_ms;
+            p->answers++;
+            p->suspect_since = 0;
+            p->stalled = false;
+            pp->interval_ms = keepalive_interval(p);
+            pp->next_send_ms = now + pp->interval_ms;
+        } else {
+            maybe_migrate(p, now);
         }
         return true;
     }
@@ -178,13 +280,21 @@ void punch_tick(punch *p, uint64_t now)
         p->nresp = 0;
         return;
     }
+    maybe_migrate(p, now);
+    if (p->suspect_since && now >= p->suspect_since + PUNCH_STALL_MS)
+        p->stalled = true;
     /* Consent freshness (RFC 7675 spirit): a keepalive went unanswered, so
-     * check once a second until an answer comes or the path times out. */
+     * check once a second until an answer comes or the path times out.
+     * On a busy path that is a reason for suspicion: the side that only
+     * receives (and has nothing in flight to miss) then stalls too, a few
+     * seconds after the sending side, and both move to another path. */
     punch_pair *pp = &p->pairs[p->selected];
-    if (silent > p->cfg.keepalive_ms + 1000 && pp->interval_ms > 1000) {
+    if (silent > keepalive_interval(p) + 1000 && pp->interval_ms > 1000) {
         pp->interval_ms = 1000;
         if (pp->next_send_ms > now + 1000)
             pp->next_send_ms = now + 1000;
+        if (p->busy)
+            punch_suspect(p, now);
     }
 }
 
@@ -205,12 +315,15 @@ size_t punch_poll_transmit(punch *p, uint64_t now, netaddr *to, uint8_t *buf, si
             continue;
         p->tid_counter++;
         pp->last_tid = probe_tid(&p->key, p->tid_counter, (unsigned)i);
+        pp->last_req_sent_ms = now;
         if (p->state == PUNCH_CHECKING) {
             pp->next_send_ms = now + pp->interval_ms;
             pp->interval_ms = pp->interval_ms * 2 > p->cfg.rto_max_ms ? p->cfg.rto_max_ms
                                                                        : pp->interval_ms * 2;
-        } else {
+        } else if ((int)i == p->selected) {
             pp->next_send_ms = now + pp->interval_ms;
+        } else {
+            pp->next_send_ms = NEVER; /* a triggered check; the peer's next request asks again */
         }
         bool nominate = p->cfg.controlling && p->state == PUNCH_CHECKING && p->nominated == (int)i;
         *to = pp->remote;
@@ -235,8 +348,15 @@ uint64_t punch_next_deadline(const punch *p)
             d = p->pairs[i].next_send_ms;
     /* when punch_tick() must switch to fast consent checks */
     if (p->state == PUNCH_CONNECTED && p->pairs[p->selected].interval_ms > 1000 &&
-        p->last_rx_ms + p->cfg.keepalive_ms + 1001 < d)
-        d = p->last_rx_ms + p->cfg.keepalive_ms + 1001;
+        p->last_rx_ms + keepalive_interval(p) + 1001 < d)
+        d = p->last_rx_ms + keepalive_interval(p) + 1001;
+    /* when a suspect pair may migrate (a target is known) or stalls */
+    if (p->state == PUNCH_CONNECTED && p->suspect_since) {
+        if (migration_target(p) >= 0 && p->suspect_since + PUNCH_MIGRATE_MS < d)
+            d = p->suspect_since + PUNCH_MIGRATE_MS;
+        if (!p->stalled && p->suspect_since + PUNCH_STALL_MS < d)
+            d = p->suspect_since + PUNCH_STALL_MS;
+    }
     return d;
 }
 

@@ -23,6 +23,12 @@
 
 #define PUNCH_MAX_PAIRS 40     /* remote candidates incl. peer-reflexive (RFC 8445 s19.5.1) */
 #define PUNCH_MAX_RESPONSES 16 /* responses waiting to be sent */
+/* Once connected (docs/PROTOCOL.md 4.2): */
+#define PUNCH_BUSY_KEEPALIVE_MS 2000 /* consent interval while the connection carries data */
+#define PUNCH_SUSPECT_MS 250         /* consent checks while the path is suspect */
+#define PUNCH_MIGRATE_MS 1000        /* suspect and unanswered this long: move to the address
+                                        the peer now sends from, once verified */
+#define PUNCH_STALL_MS 3000          /* suspect and unanswered this long: stalled */
 
 enum punch_state {
     PUNCH_IDLE = 0,       /* created, not started */
@@ -52,6 +58,9 @@ typedef struct punch_pair {
     uint32_t interval_ms;
     bool got_response;         /* our check was answered: both ways work */
     bool got_request;          /* their check reached us */
+    uint64_t last_req_sent_ms; /* when we last sent a request on this pair (0 never) */
+    uint64_t last_resp_ms;     /* when our last check on this pair was answered (0 never) */
+    uint64_t last_req_rx_ms;   /* when their last request arrived on this pair (0 never) */
 } punch_pair;
 
 typedef struct punch_response {
@@ -71,6 +80,12 @@ typedef struct punch {
     uint64_t start_ms;
     uint64_t connected_ms;
     uint64_t last_rx_ms;       /* last authenticated probe from the selected pair */
+    bool busy;                 /* punch_set_busy(): keepalives every PUNCH_BUSY_KEEPALIVE_MS */
+    uint64_t suspect_since;    /* punch_suspect() or a request from a new address, and no
+                                  answer on the selected pair since; 0 = not suspect */
+    bool stalled;              /* suspect for PUNCH_STALL_MS (punch_stalled) */
+    uint32_t answers;          /* answers to our checks on the selected pair (a counter) */
+    uint32_t migrations;       /* times the selected pair moved to a new peer address */
     uint64_t tid_counter;
     punch_response resp[PUNCH_MAX_RESPONSES];
     size_t nresp;
@@ -92,6 +107,25 @@ bool punch_input(punch *p, const Punchline__Probe *m, const netaddr *from, uint6
  * confirms a nominated pair (the controlling side only sends data after its
  * nomination was answered).  Returns true if `from` is the selected pair. */
 bool punch_data_seen(punch *p, const netaddr *from, uint64_t now);
+/* Connected: the connection carries data (the stream has bytes in flight,
+ * or received some within a keepalive interval).  Consent checks then run
+ * every PUNCH_BUSY_KEEPALIVE_MS (if keepalive_ms is longer), so a NAT
+ * mapping that was lost or moved is renewed or reported to the peer soon
+ * even by a side that only receives. */
+void punch_set_busy(punch *p, bool busy, uint64_t now);
+/* Connected: the shell has reason to doubt the selected pair (its stream
+ * has data out and no acknowledgement comes back).  Consent checks go every
+ * PUNCH_SUSPECT_MS until one is answered; a request from the peer from a
+ * new address makes the core suspect on its own.  While suspect and without
+ * an answer on the selected pair, the core moves (migrates) to a pair on
+ * which the peer's own requests now arrive and our check was answered,
+ * after PUNCH_MIGRATE_MS; after PUNCH_STALL_MS the pair counts as stalled
+ * (punch_stalled). */
+void punch_suspect(punch *p, uint64_t now);
+/* Connected, but suspect and unanswered for PUNCH_STALL_MS: the path should
+ * not carry the stream while another works.  It recovers with the next
+ * answer; it is dead at path_timeout_ms as before. */
+bool punch_stalled(const punch *p);
 /* Advance timers: retransmissions, keepalives, failure and death. */
 void punch_tick(punch *p, uint64_t now);
 /* Next datagram to send, encoded with the UDP marker.  Returns its length,

@@ -673,6 +673,16 @@ void stream_force_ack(stream *s)
     s->want_ack = true;
 }
 
+void stream_kick(stream *s, uint64_t now)
+{
+    if (s->reliable_path || !s->pto_count || s->probes_due ||
+        (s->pn_low >= s->pn_next && !flow_blocked(s)))
+        return;
+    s->probes_due = 1;
+    s->st.probes_sent++;
+    s->last_sent = now; /* the backoff continues from here until an ack comes */
+}
+
 void stream_set_paused(stream *s, bool paused)
 {
     s->paused = paused;

@@ -149,6 +149,11 @@ void stream_set_reliable(stream *s, bool reliable_path);
 void stream_path_switch(stream *s, bool reliable_path, uint64_t now);
 /* Send an Ack now (announces the path; answers a probe). */
 void stream_force_ack(stream *s);
+/* The path answered again while probe timeouts were backing off (an outage
+ * ended: a NAT mapping was renewed, the peer moved to a new address): send
+ * one probe now instead of waiting out the backoff.  No-op unless a probe
+ * timeout has fired and something is in flight (or flow control blocks). */
+void stream_kick(stream *s, uint64_t now);
 
 /* Pause or resume delivery to the application (flow control). */
 void stream_set_paused(stream *s, bool paused);

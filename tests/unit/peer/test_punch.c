@@ -902,3 +902,153 @@ Test(punch, a_request_triggers_an_immediate_check)
                      s->log[i].t == T0 + 10 && netaddr_equal(&s->log[i].to, &s->b_srflx);
     cr_assert(triggered, "no check from A at +10");
 }
+
+/* ---- after connecting: busy paths, suspicion, migration, stalls ----------- */
+
+/* Both sides connected with these keepalive and path timeouts. */
+static void sim_connected(sim *s, uint32_t keepalive_ms, uint32_t path_timeout_ms)
+{
+    punch_config ca = config(true), cb = config(false);
+    ca.keepalive_ms = cb.keepalive_ms = keepalive_ms;
+    ca.path_timeout_ms = cb.path_timeout_ms = path_timeout_ms;
+    sim_init(s, ca, cb);
+    sim_start(s);
+    sim_run(s, T0 + 3000, both_connected);
+    cr_assert(both_connected(s));
+}
+
+/* A busy connection (punch_set_busy) checks consent every
+ * PUNCH_BUSY_KEEPALIVE_MS instead of keepalive_ms, and goes back to
+ * keepalive_ms when idle again (from the next answer on). */
+Test(punch, busy_path_checks_consent_more_often)
+{
+    sim *s = &S;
+    sim_connected(s, 10000, 30000);
+    uint64_t t0 = s->now;
+    punch_set_busy(&s->b, true, t0);
+    sim_run(s, t0 + 9000, NULL);
+    uint64_t t[16];
+    size_t n = request_times(s, 'B', &s->a_srflx, t0 + 1, t0 + 9000, t, 16);
+    cr_assert_eq(n, 4, "busy: a check every %d ms, got %zu in 9 s", PUNCH_BUSY_KEEPALIVE_MS, n);
+    for (size_t i = 1; i < n; i++)
+        cr_assert_eq(t[i] - t[i - 1], PUNCH_BUSY_KEEPALIVE_MS);
+    cr_assert_eq(request_times(s, 'A', &s->b_srflx, t0 + 1, t0 + 9000, t, 16), 0,
+                 "the idle side keeps its keepalive_ms");
+    punch_set_busy(&s->b, false, s->now);
+    uint64_t t1 = s->now;
+    sim_run(s, t1 + 25000, NULL);
+    n = request_times(s, 'B', &s->a_srflx, t1 + 2500, t1 + 25000, t, 16);
+    cr_assert_eq(n, 2, "idle again: one check per keepalive_ms (got %zu)", n);
+    cr_assert(both_connected(s));
+}
+
+/* punch_suspect (the stream waits for an ack that does not come): checks
+ * every PUNCH_SUSPECT_MS until one is answered; the answer ends it. */
+Test(punch, suspect_checks_fast_until_answered)
+{
+    sim *s = &S;
+    sim_connected(s, 1000, 4000);
+    s->cut_a_to_b = true;
+    uint64_t t0 = s->now;
+    punch_suspect(&s->a, t0);
+    cr_assert_eq(s->a.suspect_since, t0);
+    sim_run(s, t0 + 800, NULL);
+    uint64_t t[16];
+    size_t n = request_times(s, 'A', &s->b_srflx, t0 + 1, t0 + 800, t, 16);
+    cr_assert_eq(n, 3, "fast checks while suspect (got %zu)", n);
+    cr_assert_eq(t[0], t0 + PUNCH_SUSPECT_MS, "PUNCH_SUSPECT_MS after the last check (the nomination)");
+    for (size_t i = 1; i < n; i++)
+        cr_assert_eq(t[i] - t[i - 1], PUNCH_SUSPECT_MS, "check %zu at +%llu, +%llu", i,
+                     (unsigned long long)(t[i - 1] - t0), (unsigned long long)(t[i] - t0));
+    cr_assert_not(punch_stalled(&s->a), "not stalled before PUNCH_STALL_MS");
+    s->cut_a_to_b = false;
+    sim_run(s, t0 + 1100, NULL);
+    cr_assert_eq(s->a.suspect_since, 0, "an answer ends the suspicion");
+    cr_assert_eq(s->a.pairs[s->a.selected].interval_ms, s->a.cfg.keepalive_ms);
+    cr_assert_eq(s->a.migrations, 0);
+}
+
+/* A busy path whose checks go unanswered becomes suspect by itself (the
+ * side that only receives has no stream signal), stalls PUNCH_STALL_MS
+ * later, and is usable again with the next answer. */
+Test(punch, busy_path_without_answers_stalls_then_recovers)
+{
+    sim *s = &S;
+    sim_connected(s, 10000, 30000);
+    punch_set_busy(&s->b, true, s->now);
+    sim_run(s, s->now + 500, NULL);
+    s->cut_a_to_b = s->cut_b_to_a = true;
+    uint64_t last = s->b.last_rx_ms;
+    uint64_t sus = last + PUNCH_BUSY_KEEPALIVE_MS + 1001;
+    sim_run(s, sus - 1, NULL);
+    cr_assert_eq(s->b.suspect_since, 0);
+    sim_run(s, sus, NULL);
+    cr_assert_eq(s->b.suspect_since, sus, "suspect a second after the missed busy check");
+    sim_run(s, sus + PUNCH_STALL_MS - 1, NULL);
+    cr_assert_not(punch_stalled(&s->b));
+    sim_run(s, sus + PUNCH_STALL_MS, NULL);
+    cr_assert(punch_stalled(&s->b), "stalled PUNCH_STALL_MS after the suspicion began");
+    cr_assert_eq(punch_state(&s->b), PUNCH_CONNECTED, "stalled, not dead");
+    cr_assert_eq(s->a.suspect_since, 0, "the idle side never suspected anything");
+    s->cut_a_to_b = s->cut_b_to_a = false;
+    sim_run(s, s->now + PUNCH_SUSPECT_MS, NULL);
+    cr_assert_not(punch_stalled(&s->b), "the next answer ends the stall");
+    cr_assert(both_connected(s));
+}
+
+/* A's NAT loses its mapping and makes a new one on another port (B's side
+ * filters nothing here, like a public host).  A only notices that its
+ * stream gets no acks (punch_suspect); its checks now reach B from the new
+ * address, B checks that address back, finds the old one silent and moves
+ * there after PUNCH_MIGRATE_MS (QUIC-style migration, RFC 9000 s9). */
+Test(punch, peer_nat_rebinding_migrates_to_the_new_address)
+{
+    sim *s = &S;
+    sim_connected(s, 1000, 4000);
+    sim_run(s, s->now + 300, NULL);
+    netaddr moved = addr("203.0.113.1:6001");
+    s->a_src = s->a_addr = moved;
+    uint64_t t0 = s->now;
+    punch_suspect(&s->a, t0);
+    sim_drain(s);
+    cr_assert_eq(s->b.suspect_since, t0, "a check from a new address makes B suspect");
+    cr_assert_eq(s->a.suspect_since, 0, "B answered A's check (sent to where it came from)");
+    sim_run(s, t0 + PUNCH_MIGRATE_MS - 1, NULL);
+    cr_assert(netaddr_equal(punch_remote(&s->b), &s->a_srflx), "no move before PUNCH_MIGRATE_MS");
+    sim_run(s, t0 + PUNCH_MIGRATE_MS, NULL);
+    cr_assert(netaddr_equal(punch_remote(&s->b), &moved), "B moved to %s", fmt(punch_remote(&s->b)));
+    cr_assert_eq(s->b.migrations, 1);
+    cr_assert_eq(s->b.suspect_since, 0);
+    cr_assert(punch_data_seen(&s->b, &moved, s->now), "data from the new address counts");
+    cr_assert_not(punch_data_seen(&s->b, &s->a_srflx, s->now));
+    uint64_t t1 = s->now;
+    sim_run(s, t1 + 5000, NULL);
+    cr_assert(both_connected(s));
+    uint64_t t[16];
+    cr_assert_eq(request_times(s, 'B', &s->a_srflx, t1 + 1, UINT64_MAX, t, 16), 0,
+                 "nothing more to the old address");
+    cr_assert_geq(request_times(s, 'B', &moved, t1 + 1, UINT64_MAX, t, 16), 4,
+                  "keepalives to the new one");
+    cr_assert_eq(s->b.migrations, 1);
+}
+
+/* A late check from another address of the peer (one it tried while
+ * punching) while the selected pair still answers: B checks both, the
+ * selected pair answers, nothing moves. */
+Test(punch, late_check_from_another_address_moves_nothing)
+{
+    sim *s = &S;
+    sim_connected(s, 1000, 4000);
+    uint64_t t0 = s->now;
+    probe_buf pb;
+    make_probe(&pb, s->a.cfg.secret, SESSION, 4242, false, false, PUNCHLINE__ROLE__CONTROLLING, NULL);
+    cr_assert(punch_input(&s->b, &pb.pr, &s->a_host, t0));
+    cr_assert_eq(s->b.suspect_since, t0);
+    sim_run(s, t0 + 3 * PUNCH_MIGRATE_MS, NULL);
+    cr_assert(netaddr_equal(punch_remote(&s->b), &s->a_srflx));
+    cr_assert_eq(s->b.migrations, 0);
+    cr_assert_eq(s->b.suspect_since, 0, "the selected pair answered");
+    uint64_t t[16];
+    cr_assert_eq(request_times(s, 'B', &s->a_host, t0, UINT64_MAX, t, 16), 1,
+                 "one triggered check to the other address, not a stream of them");
+}

@@ -504,6 +504,43 @@ Test(stream, probe_timeout_backs_off_on_a_dead_path)
     sim_free(&m);
 }
 
+/* After an outage the probe timeout has backed off far; stream_kick (the
+ * shell saw the path answer again) sends a probe at once, and only when a
+ * probe timeout has fired: a healthy stream is left alone. */
+Test(stream, kick_ends_the_backoff_after_an_outage)
+{
+    static sim m;
+    sim_start(&m, (link_cfg){.delay = 5 * MS}, 12, 200, 0, 0);
+    for (int i = 0; i < 50; i++)
+        sim_step(&m);
+    cr_assert_eq(m.a.s.pto_count, 0);
+    uint64_t probes = m.a.s.st.probes_sent;
+    stream_kick(&m.a.s, m.now);
+    cr_assert_eq(m.a.s.probes_due, 0, "no probe timeout fired: nothing to kick");
+    cr_assert_eq(m.a.s.st.probes_sent, probes);
+    m.cut = true;
+    uint64_t until = m.now + 10 * SEC;
+    while (m.now < until)
+        sim_step(&m);
+    pump(&m, &m.a, 1); /* whatever is due now (a probe into the dead path) */
+    cr_assert_geq(m.a.s.pto_count, 5);
+    cr_assert_gt(stream_next_deadline(&m.a.s), m.now + SEC, "backed off beyond a second: pto_count %u, deadline +%lld us", m.a.s.pto_count, (long long)(stream_next_deadline(&m.a.s) - m.now));
+    m.cut = false;
+    stream_kick(&m.a.s, m.now);
+    cr_assert_eq(stream_next_deadline(&m.a.s), 0, "a probe is due at once");
+    uint64_t sent0 = m.sent[1];
+    pump(&m, &m.a, 1);
+    cr_assert_eq(m.sent[1] - sent0, 1, "exactly one probe");
+    uint64_t t0 = m.now;
+    while (m.a.s.pto_count && m.now < t0 + SEC)
+        sim_step(&m);
+    cr_assert_eq(m.a.s.pto_count, 0, "acknowledged within a round trip, not after the backoff");
+    cr_assert_lt(m.now - t0, 50 * MS);
+    sim_run(&m, 60 * SEC);
+    check_complete(&m);
+    sim_free(&m);
+}
+
 /* ---- hostile input --------------------------------------------------------- */
 
 static Punchline__Data data_pkt(uint64_t pn, uint64_t off, const void *p, size_t n, bool fin)
