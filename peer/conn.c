@@ -229,6 +229,12 @@ void conn_candidates(pl_conn *c, const Punchline__Candidates *m)
              cand->transport != PUNCHLINE__TRANSPORT__TCP) ||
             netaddr_from_endpoint(cand->endpoint, &a) != 0 || !netaddr_is_usable_candidate(&a))
             continue;
+        /* A loopback candidate is only meaningful when the peer shares our
+         * host, which the rendezvous can only know if it runs on loopback
+         * itself; otherwise it would aim our probes and TCP attempts at our
+         * own host's services (an honest server filters these already). */
+        if (netaddr_is_loopback(&a) && !netaddr_is_loopback(&c->peer->server))
+            continue;
         c->remote_cands[c->n_remote] = a;
         c->remote_kinds[c->n_remote] = cand->kind;
         c->remote_tcp[c->n_remote] = cand->transport == PUNCHLINE__TRANSPORT__TCP;
