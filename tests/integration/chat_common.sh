@@ -23,7 +23,7 @@
 #
 # Environment: CHAT_TRANSPORT is passed to the caller's --transport (default
 # udp); CHAT_PATH is the path regex the connected lines must show (default
-# direct-udp).
+# direct-udp); CHAT_AFTER_REGISTER runs (eval) once the callee registered.
 
 # Bounds (seconds). Generous enough for ASan builds on 2 slow cores.
 CHAT_T_REGISTER=${CHAT_T_REGISTER:-10} # bob's "registered" line
@@ -305,6 +305,9 @@ chat_talk() {
         return 1
     fi
     chat_pass "$callee registered"
+    # CHAT_AFTER_REGISTER: a command to run now (e.g. make the network lossy
+    # once the callee is registered; tests/natlab/test_lossy.sh)
+    [ -z "${CHAT_AFTER_REGISTER:-}" ] || eval "$CHAT_AFTER_REGISTER"
     chat_start_chat "$caller_where" "$caller" --server "$rz" --name "$caller" --peer "$callee" \
         --transport "${CHAT_TRANSPORT:-udp}" --timeout "$CHAT_T_CONNECT" "${extra[@]}"
 
