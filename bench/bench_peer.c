@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -151,3 +152,18 @@ void bench_register(bench_peer *p, const netaddr *srv, const char *name)
     }
 }
 
+
+void bench_raise_nofile(size_t need)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur) {
+        fprintf(stderr, "%s: needs %zu file descriptors, the limit is %llu: "
+                        "split the peers over several processes\n",
+                bench_prog, need, (unsigned long long)rl.rlim_cur);
+        exit(2);
+    }
+}

@@ -34,6 +34,9 @@ struct identity *bench_key(void);
  * Returns its length; dies if it does not fit in cap. */
 size_t bench_register_frame(const uint8_t *nonce, const char *name, const char *client_version,
                             uint8_t *out, size_t cap);
+/* Raise the open-file limit to its hard maximum; exit(2) with a hint if
+ * `need` descriptors still do not fit (the limit is 20000 here). */
+void bench_raise_nofile(size_t need);
 /* Register `name` at srv over TCP and bind a fresh UDP socket (4 MiB buffers). */
 void bench_register(bench_peer *p, const netaddr *srv, const char *name);
 

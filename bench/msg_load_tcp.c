@@ -334,21 +334,6 @@ static void sweep(uint64_t now)
     }
 }
 
-static void raise_nofile(size_t need)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur) {
-        fprintf(stderr, "punchline-msg-load: needs %zu file descriptors, the limit is %llu: "
-                        "split the peers over several processes\n",
-                need, (unsigned long long)rl.rlim_cur);
-        exit(2);
-    }
-}
-
 static void poll_once(int timeout_ms)
 {
     struct epoll_event evs[256];
@@ -409,7 +394,7 @@ int msg_load_tcp(const netaddr *srv, double seconds, const char *mode, int argc,
     }
     if (!g.n || !window || g.depth < 1 || g.depth > MAX_DEPTH || g.n > 1000000 || !g.ka_ms)
         return usage();
-    raise_nofile(g.n * (g.kind == K_HOLD && g.udp ? 2 : 1) + 16);
+    bench_raise_nofile(g.n * (g.kind == K_HOLD && g.udp ? 2 : 1) + 16);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, on_term);
     signal(SIGINT, on_term);
