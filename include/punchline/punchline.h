@@ -110,7 +110,9 @@ typedef struct pl_conn pl_conn;
 typedef struct pl_conn_callbacks {
     /* A path is up and verified both ways; messages flow from now on. */
     void (*on_connected)(pl_conn *c, const pl_path_info *path, void *user);
-    /* The connection moved to another path. */
+    /* The connection moved to another path, or the path kept its kind and
+     * moved to the peer's new address (its NAT gave it a new mapping:
+     * docs/PROTOCOL.md 4.2).  path is valid only during the call. */
     void (*on_path_changed)(pl_conn *c, const pl_path_info *path, void *user);
     /* One complete message, in order.  data is valid only during the call. */
     void (*on_message)(pl_conn *c, const uint8_t *data, size_t len, void *user);
