@@ -153,10 +153,12 @@ int wire_decode(const uint8_t *buf, size_t len, Punchline__Envelope **out, uint3
         punchline__envelope__free_unpacked(e, NULL);
         return WIRE_E_VERSION;
     }
-    /* Canonical encoding only: what we decoded must re-encode to exactly
-     * the bytes we got.  protobuf-c silently cuts a string at an embedded
-     * NUL ("alice\0x" would read as "alice"); this also refuses repeated
-     * singular fields and padded varints, which no honest encoder sends. */
+    /* Canonical encoding only: what we decoded must re-encode to as many
+     * bytes as we got (PROTOCOL.md 1.3; canonical up to field order, which
+     * changes no meaning).  protobuf-c silently cuts a string at an
+     * embedded NUL ("alice\0x" would read as "alice"); this also refuses
+     * repeated singular fields and padded varints, which no honest encoder
+     * sends. */
     if (punchline__envelope__get_packed_size(e) != len || wire_validate(e) != WIRE_OK) {
         punchline__envelope__free_unpacked(e, NULL);
         return WIRE_E_MALFORMED;
